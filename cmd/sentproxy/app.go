@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sentproxy/sentproxy/discovery"
+	"github.com/sentproxy/sentproxy/metrics"
+	"github.com/sentproxy/sentproxy/proxy"
+)
+
+// The metrics type observes both halves without either importing it.
+var (
+	_ proxy.Observer     = (*metrics.Metrics)(nil)
+	_ discovery.Observer = (*metrics.Metrics)(nil)
+)
+
+// appConfig is everything the running proxy needs, already validated.
+type appConfig struct {
+	routes        []route
+	discovery     discovery.Config // per-route fields (MasterName, Logger, Observer) are filled in
+	proxy         proxy.Config     // likewise Name, Logger, Observer, OnDialError
+	webAddr       string           // "" disables the HTTP endpoints
+	telemetryPath string
+	drainTimeout  time.Duration
+	logger        *slog.Logger
+}
+
+// routeRunner is one master name: its watcher, its server and its listener.
+type routeRunner struct {
+	name    string
+	watcher *discovery.Watcher
+	server  *proxy.Server
+	ln      net.Listener
+}
+
+// app wires discovery to proxy for each route and serves the HTTP
+// endpoints. Data flows one way: watcher.Updates -> server.SetMaster.
+type app struct {
+	cfg     appConfig
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	routes  []*routeRunner
+	webLn   net.Listener
+	web     *http.Server
+}
+
+// newApp binds every listener, so that an address in use fails before
+// anything runs, and builds the watchers and servers.
+func newApp(cfg appConfig) (*app, error) {
+	reg := metrics.NewRegistry()
+	a := &app{cfg: cfg, log: cfg.logger, metrics: metrics.New(reg)}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeListeners()
+		}
+	}()
+	for _, r := range cfg.routes {
+		dcfg := cfg.discovery
+		dcfg.MasterName = r.name
+		dcfg.Logger = cfg.logger.With("component", "discovery")
+		dcfg.Observer = a.metrics
+		w, err := discovery.New(dcfg)
+		if err != nil {
+			return nil, err
+		}
+		pcfg := cfg.proxy
+		pcfg.Name = r.name
+		pcfg.Logger = cfg.logger.With("component", "proxy")
+		pcfg.Observer = a.metrics
+		pcfg.OnDialError = func(addr string, err error) {
+			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
+		}
+		ln, err := net.Listen("tcp", r.listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen for route %q: %w", r.name, err)
+		}
+		a.routes = append(a.routes, &routeRunner{name: r.name, watcher: w, server: proxy.New(pcfg), ln: ln})
+	}
+	if cfg.webAddr != "" {
+		ln, err := net.Listen("tcp", cfg.webAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen for HTTP endpoints: %w", err)
+		}
+		a.webLn = ln
+		mux := http.NewServeMux()
+		mux.Handle(cfg.telemetryPath, metrics.Handler(reg))
+		mux.HandleFunc("/healthz", a.healthz)
+		mux.HandleFunc("/readyz", a.readyz)
+		a.web = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	}
+	ok = true
+	return a, nil
+}
+
+func (a *app) closeListeners() {
+	for _, r := range a.routes {
+		r.ln.Close()
+	}
+	if a.webLn != nil {
+		a.webLn.Close()
+	}
+}
+
+// run serves until ctx ends, then drains. It returns an error only when a
+// listener failed or the drain timed out.
+func (a *app) run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, len(a.routes)+1)
+	watchCtx, stopWatchers := context.WithCancel(context.Background())
+	defer stopWatchers()
+
+	for _, r := range a.routes {
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			r.watcher.Run(watchCtx)
+		}()
+		go func() {
+			defer wg.Done()
+			a.follow(r)
+		}()
+		go func() {
+			defer wg.Done()
+			if err := r.server.Serve(r.ln); err != nil && !errors.Is(err, proxy.ErrServerClosed) {
+				errc <- fmt.Errorf("route %q: %w", r.name, err)
+			}
+		}()
+		a.log.Info("listening", "route", r.name, "address", r.ln.Addr().String())
+	}
+	if a.web != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.web.Serve(a.webLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP endpoints: %w", err)
+			}
+		}()
+		a.log.Info("serving HTTP endpoints", "address", a.webLn.Addr().String())
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.log.Info("shutting down", "drain_timeout", a.cfg.drainTimeout.String())
+
+	// Stop accepting everywhere first, then drain all routes together.
+	drainCtx, cancel := context.WithTimeout(context.Background(), a.cfg.drainTimeout)
+	defer cancel()
+	var (
+		dmu      sync.Mutex
+		drainErr []error
+		dwg      sync.WaitGroup
+	)
+	for _, r := range a.routes {
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			if err := r.server.Shutdown(drainCtx); err != nil {
+				dmu.Lock()
+				drainErr = append(drainErr, fmt.Errorf("route %q: %w", r.name, err))
+				dmu.Unlock()
+			}
+		}()
+	}
+	dwg.Wait()
+	stopWatchers()
+	if a.web != nil {
+		webCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		a.web.Shutdown(webCtx)
+		cancel()
+	}
+	wg.Wait()
+	return errors.Join(append([]error{runErr}, drainErr...)...)
+}
+
+// follow applies the watcher's updates to the server. It is the only path
+// from discovery to proxy.
+func (a *app) follow(r *routeRunner) {
+	for u := range r.watcher.Updates() {
+		if u.Addr == "" {
+			r.server.ClearMaster(u.Reason)
+			a.log.Warn("no verified master; holding new clients", "route", r.name, "previous", u.Previous, "reason", u.Reason)
+			continue
+		}
+		r.server.SetMaster(u.Addr)
+		took := time.Since(u.Observed)
+		a.metrics.Cutover(r.name, took)
+		a.log.Info("master switch", "route", r.name, "previous", u.Previous, "master", u.Addr,
+			"config_epoch", u.Epoch, "reason", u.Reason, "cutover_seconds", took.Seconds())
+	}
+}
+
+func (a *app) healthz(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz answers 200 only when every route routes to a verified master, so
+// that a load balancer sends no client to a proxy that would hold it.
+func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
+	ready := true
+	var body []byte
+	for _, r := range a.routes {
+		if m := r.server.Master(); m != "" {
+			body = fmt.Appendf(body, "%s: master %s\n", r.name, m)
+			continue
+		}
+		ready = false
+		body = fmt.Appendf(body, "%s: no verified master: %s\n", r.name, r.watcher.Status().Reason)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	w.Write(body)
+}

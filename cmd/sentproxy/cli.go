@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CLI is sentproxy's command line. Every flag has an environment twin,
+// SENTPROXY_ followed by the flag's name in upper case with dots and dashes
+// as underscores (--sentinel.master-name: SENTPROXY_SENTINEL_MASTER_NAME).
+type CLI struct {
+	Log LogFlags `embed:"" prefix:"log."`
+
+	Run     RunCmd     `cmd:"" help:"Proxy clients to the master the Sentinels elected."`
+	Check   CheckCmd   `cmd:"" help:"Ask every Sentinel once, print each one's view and the verified master; exit 1 if there is none."`
+	Demo    DemoCmd    `cmd:"" help:"Start a throwaway master, replica and three Sentinels, proxy a writer through sentproxy, kill the master and show the cutover."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// LogFlags are shared by every command.
+type LogFlags struct {
+	Level  string `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn, error."`
+	Format string `default:"text" enum:"text,json" help:"Log format: text or json."`
+}
+
+// SentinelFlags say how to reach the Sentinels and the master.
+type SentinelFlags struct {
+	Addrs        []string      `name:"addrs" required:"" placeholder:"HOST:PORT,..." help:"Sentinel addresses (host:port; hostnames and [IPv6]:port allowed). The others are learnt from them."`
+	MasterName   string        `name:"master-name" default:"mymaster" help:"Master name the Sentinels monitor (the single route's name)."`
+	Username     string        `help:"Username for the Sentinels (ACL)."`
+	Password     string        `xor:"sentinel-password" help:"Password for the Sentinels. Visible in ps; prefer the env twin or --sentinel.password-file."`
+	PasswordFile string        `name:"password-file" xor:"sentinel-password" placeholder:"PATH" help:"File holding the Sentinels' password."`
+	PollInterval time.Duration `name:"poll-interval" default:"1s" help:"How often the Sentinels are re-checked besides +switch-master events."`
+	Timeout      time.Duration `default:"1s" help:"Timeout of each request to a Sentinel or a master."`
+}
+
+// MasterFlags authenticate the ROLE check sentproxy runs on the master.
+// Clients authenticate themselves through the proxy as usual.
+type MasterFlags struct {
+	Username     string `help:"Username for the master's ROLE check (ACL)."`
+	Password     string `xor:"master-password" help:"Password for the master's ROLE check. Visible in ps; prefer the env twin or --master.password-file."`
+	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password."`
+}
+
+// ProxyFlags shape the client side.
+type ProxyFlags struct {
+	ListenAddress  string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
+	Routes         []string      `name:"route" placeholder:"NAME=HOST:PORT" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route. Replaces --sentinel.master-name and --proxy.listen-address."`
+	DialTimeout    time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
+	HoldTimeout    time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
+	KeepAlive      time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
+	IdleTimeout    time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs the splice fast path."`
+	MaxConnections int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
+	DrainTimeout   time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
+}
+
+// WebFlags configure the HTTP endpoints.
+type WebFlags struct {
+	ListenAddress string `name:"listen-address" default:"127.0.0.1:9736" help:"Address of /metrics, /healthz and /readyz. Empty disables."`
+	TelemetryPath string `name:"telemetry-path" default:"/metrics" help:"Path of the metrics."`
+}
+
+// route is one master name served on one listen address.
+type route struct {
+	name   string
+	listen string
+}
+
+func (f *ProxyFlags) routes(masterName string) ([]route, error) {
+	if len(f.Routes) == 0 {
+		return []route{{name: masterName, listen: f.ListenAddress}}, nil
+	}
+	var rs []route
+	names, addrs := map[string]bool{}, map[string]bool{}
+	for _, r := range f.Routes {
+		name, addr, ok := strings.Cut(r, "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--proxy.route %q: want NAME=HOST:PORT", r)
+		}
+		if names[name] {
+			return nil, fmt.Errorf("--proxy.route: master name %q given twice", name)
+		}
+		if addrs[addr] {
+			return nil, fmt.Errorf("--proxy.route: listen address %q given twice", addr)
+		}
+		names[name], addrs[addr] = true, true
+		rs = append(rs, route{name: name, listen: addr})
+	}
+	return rs, nil
+}
+
+// Validate checks cross-field rules; kong calls it before any command runs.
+func (f *SentinelFlags) Validate() error {
+	if len(f.Addrs) == 0 {
+		return errors.New("--sentinel.addrs: at least one Sentinel address is required")
+	}
+	for _, a := range f.Addrs {
+		if err := checkHostPort("--sentinel.addrs", a); err != nil {
+			return err
+		}
+	}
+	if f.MasterName == "" {
+		return errors.New("--sentinel.master-name must not be empty")
+	}
+	if strings.ContainsAny(f.MasterName, " \r\n") {
+		return fmt.Errorf("--sentinel.master-name %q must not contain spaces or newlines", f.MasterName)
+	}
+	if f.PollInterval <= 0 {
+		return errors.New("--sentinel.poll-interval must be positive")
+	}
+	if f.Timeout <= 0 {
+		return errors.New("--sentinel.timeout must be positive")
+	}
+	return nil
+}
+
+// Validate checks the proxy flags.
+func (f *ProxyFlags) Validate() error {
+	rs, err := f.routes("x")
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if err := checkHostPort("--proxy.listen-address", r.listen); err != nil {
+			return err
+		}
+		if strings.ContainsAny(r.name, " \r\n") {
+			return fmt.Errorf("--proxy.route: master name %q must not contain spaces or newlines", r.name)
+		}
+	}
+	switch {
+	case f.DialTimeout <= 0:
+		return errors.New("--proxy.dial-timeout must be positive")
+	case f.HoldTimeout < 0, f.KeepAlive < 0, f.IdleTimeout < 0, f.DrainTimeout < 0:
+		return errors.New("--proxy timeouts must not be negative")
+	case f.MaxConnections < 0:
+		return errors.New("--proxy.max-connections must not be negative")
+	}
+	return nil
+}
+
+// Validate checks the web flags.
+func (f *WebFlags) Validate() error {
+	if f.ListenAddress != "" {
+		if err := checkHostPort("--web.listen-address", f.ListenAddress); err != nil {
+			return err
+		}
+	}
+	if !strings.HasPrefix(f.TelemetryPath, "/") || f.TelemetryPath == "/healthz" || f.TelemetryPath == "/readyz" {
+		return fmt.Errorf("--web.telemetry-path %q must start with / and not be /healthz or /readyz", f.TelemetryPath)
+	}
+	return nil
+}
+
+func checkHostPort(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%s %q: port must be a number 0-65535", flag, addr)
+	}
+	return nil
+}
+
+// secret returns the value of a password flag or the contents of its file.
+// A trailing newline in the file is not part of the password.
+func secret(value, file string) (string, error) {
+	if file == "" {
+		return value, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read password file: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

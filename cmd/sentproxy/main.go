@@ -1,0 +1,102 @@
+// Command sentproxy is a sidecar that forwards Redis clients to the master
+// elected by Redis Sentinel and cuts over when the Sentinels elect another.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/prometheus/common/version"
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit statuses: 2 for a bad command line (before anything listens), 1 for
+// a failure at run time.
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// globals are handed to every command's Run method.
+type globals struct {
+	logger *slog.Logger
+	stdout io.Writer
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("sentproxy"),
+		kong.Description("A sidecar that forwards Redis clients to the master elected by Redis Sentinel."),
+		kong.DefaultEnvars("SENTPROXY"),
+		kong.Vars{"version": version.Version},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "sentproxy: internal error:", err)
+		return exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help and friends
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sentproxy: error: %v\n", err)
+		return exitUsage
+	}
+	logger := newLogger(stderr, cli.Log)
+	// go-redis reports reconnects on its own logger; keep them, at debug.
+	redis.SetLogger(redisLogger{logger.With("component", "go-redis")})
+
+	if err := kctx.Run(&globals{logger: logger, stdout: stdout}); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "sentproxy: error: %v\n", err)
+			return exitUsage
+		}
+		logger.Error("sentproxy failed", "err", err)
+		return exitFailure
+	}
+	return 0
+}
+
+// usageError is a bad value found after parsing (an unreadable password
+// file, say): it exits with the usage status.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func newLogger(w io.Writer, f LogFlags) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(f.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if f.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.DebugContext(ctx, fmt.Sprintf(format, v...))
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

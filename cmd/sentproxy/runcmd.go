@@ -1,0 +1,85 @@
+package main
+
+import (
+	"github.com/sentproxy/sentproxy/discovery"
+	"github.com/sentproxy/sentproxy/proxy"
+)
+
+// RunCmd is `sentproxy run`.
+type RunCmd struct {
+	Sentinel SentinelFlags `embed:"" prefix:"sentinel."`
+	Master   MasterFlags   `embed:"" prefix:"master."`
+	Proxy    ProxyFlags    `embed:"" prefix:"proxy."`
+	Web      WebFlags      `embed:"" prefix:"web."`
+
+	cfg appConfig
+}
+
+// Validate builds the configuration, reading password files, so that every
+// bad value is reported with exit status 2 before anything listens.
+func (c *RunCmd) Validate() error {
+	routes, err := c.Proxy.routes(c.Sentinel.MasterName)
+	if err != nil {
+		return err
+	}
+	dcfg, err := discoveryConfig(c.Sentinel, c.Master)
+	if err != nil {
+		return err
+	}
+	c.cfg = appConfig{
+		routes:    routes,
+		discovery: dcfg,
+		proxy: proxy.Config{
+			DialTimeout:    c.Proxy.DialTimeout,
+			HoldTimeout:    negIfZero(c.Proxy.HoldTimeout),
+			KeepAlive:      negIfZero(c.Proxy.KeepAlive),
+			IdleTimeout:    c.Proxy.IdleTimeout,
+			MaxConnections: c.Proxy.MaxConnections,
+		},
+		webAddr:       c.Web.ListenAddress,
+		telemetryPath: c.Web.TelemetryPath,
+		drainTimeout:  c.Proxy.DrainTimeout,
+	}
+	return nil
+}
+
+// Run serves until SIGINT or SIGTERM.
+func (c *RunCmd) Run(g *globals) error {
+	c.cfg.logger = g.logger
+	a, err := newApp(c.cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	return a.run(ctx)
+}
+
+// negIfZero maps the CLI's "0 disables" onto the library's "negative
+// disables, zero means default".
+func negIfZero[T ~int64](d T) T {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func discoveryConfig(s SentinelFlags, m MasterFlags) (discovery.Config, error) {
+	spw, err := secret(s.Password, s.PasswordFile)
+	if err != nil {
+		return discovery.Config{}, usageError{err}
+	}
+	mpw, err := secret(m.Password, m.PasswordFile)
+	if err != nil {
+		return discovery.Config{}, usageError{err}
+	}
+	return discovery.Config{
+		Sentinels:        s.Addrs,
+		SentinelUsername: s.Username,
+		SentinelPassword: spw,
+		MasterUsername:   m.Username,
+		MasterPassword:   mpw,
+		PollInterval:     s.PollInterval,
+		Timeout:          s.Timeout,
+	}, nil
+}

@@ -1,0 +1,365 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+const (
+	defaultDialTimeout = 2 * time.Second
+	// defaultHoldTimeout covers a Sentinel failover with common settings:
+	// down-after-milliseconds (often 5-30 s) plus election and promotion.
+	defaultHoldTimeout = 35 * time.Second
+	defaultKeepAlive   = 15 * time.Second
+	// dialRetryBackoff paces re-dials to a master that refused us while the
+	// watcher re-checks the Sentinels.
+	dialRetryBackoff = 100 * time.Millisecond
+)
+
+// Config configures a Server. The zero value is usable: defaults apply to
+// zero fields.
+type Config struct {
+	// Name names the route (the master name) in logs, metrics and the errors
+	// clients see.
+	Name string
+	// DialTimeout bounds one dial to the master. Zero means 2s.
+	DialTimeout time.Duration
+	// HoldTimeout is how long a new client waits for a verified master (and
+	// for a dial to it to succeed) before it gets an error. Zero means 35s;
+	// negative means do not wait.
+	HoldTimeout time.Duration
+	// KeepAlive is the TCP keep-alive period on both legs. Zero means 15s;
+	// negative disables keep-alive.
+	KeepAlive time.Duration
+	// IdleTimeout closes a connection after no byte moved either way for
+	// this long. Zero (the default) disables it: BLPOP and SUBSCRIBE
+	// connections are idle legitimately. Enabling it costs the splice fast
+	// path, because idleness must then be watched in user space.
+	IdleTimeout time.Duration
+	// MaxConnections caps concurrent client connections, held ones
+	// included. Zero means no cap.
+	MaxConnections int
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Observer receives connection events; nil means none.
+	Observer Observer
+	// OnDialError, if set, is called after a dial to the master failed, so
+	// that the master can be re-checked at once. It must not block.
+	OnDialError func(addr string, err error)
+}
+
+// Server proxies client connections to the current master.
+//
+// It never contacts Sentinel: it is told the master with SetMaster and
+// ClearMaster. Every upstream connection is tracked with the address it was
+// dialled to, and a change of master closes every connection to any other
+// address before the call returns.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	obs    Observer
+	active atomic.Int64
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	master    string
+	noMaster  string        // why there is no master, for the client's error
+	changed   chan struct{} // closed and replaced at each change; wakes held clients
+	sessions  map[*session]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+}
+
+// New returns a Server with no master: clients are held until SetMaster.
+func New(cfg Config) *Server {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = defaultDialTimeout
+	}
+	if cfg.HoldTimeout == 0 {
+		cfg.HoldTimeout = defaultHoldTimeout
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = defaultKeepAlive
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		obs:       cfg.Observer,
+		noMaster:  "not discovered yet",
+		changed:   make(chan struct{}),
+		sessions:  map[*session]struct{}{},
+		listeners: map[net.Listener]struct{}{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	s.log = s.log.With("route", cfg.Name)
+	return s
+}
+
+// Master returns the address clients are routed to, "" when none.
+func (s *Server) Master() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.master
+}
+
+// SetMaster routes new clients to addr and closes, both legs, every
+// connection open to any other address. When it returns, no byte more is
+// written to the previous master through this server.
+func (s *Server) SetMaster(addr string) {
+	if addr == "" {
+		s.ClearMaster("master withdrawn")
+		return
+	}
+	s.setMaster(addr, "")
+}
+
+// ClearMaster stops routing: open connections are closed and new clients
+// are held until SetMaster, or get an error that carries reason.
+func (s *Server) ClearMaster(reason string) { s.setMaster("", reason) }
+
+func (s *Server) setMaster(addr, reason string) {
+	s.mu.Lock()
+	if addr == s.master && (addr != "" || reason == s.noMaster) {
+		s.mu.Unlock()
+		return
+	}
+	s.master, s.noMaster = addr, reason
+	close(s.changed)
+	s.changed = make(chan struct{})
+	var cut []*session
+	for ss := range s.sessions {
+		if ss.upAddr != addr {
+			cut = append(cut, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range cut {
+		ss.cut(ReasonMasterSwitch)
+	}
+	if len(cut) > 0 {
+		s.log.Info("closed connections to the previous master", "count", len(cut), "master", addr)
+	}
+}
+
+// Serve accepts clients on ln until Shutdown, then returns ErrServerClosed.
+// Other accept errors are retried after a short pause.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return ErrServerClosed
+			}
+			// EMFILE and friends: pause instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff.String())
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.obs.ConnectionAccepted(s.cfg.Name)
+		if n := s.active.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
+			s.active.Add(-1)
+			s.refuse(c, time.Now(), ReasonMaxConnections, "max number of clients reached")
+			continue
+		}
+		s.wg.Add(1)
+		go s.handle(c)
+	}
+}
+
+// Shutdown stops accepting, lets open connections finish until ctx ends,
+// then closes the rest. It returns ctx's error if it had to force-close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	close(s.changed) // wake held clients; they see closing
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	var rest []*session
+	for ss := range s.sessions {
+		rest = append(rest, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range rest {
+		ss.cut(ReasonShutdown)
+	}
+	<-done
+	return fmt.Errorf("proxy: drain timed out, closed %d connections: %w", len(rest), ctx.Err())
+}
+
+// refuse answers a client we will not proxy with a RESP error, then closes.
+func (s *Server) refuse(c net.Conn, accepted time.Time, reason, msg string) {
+	// One line, as Redis itself would send it; a newline inside would end the
+	// error early and desynchronise the client.
+	msg = strings.NewReplacer("\r", " ", "\n", " ").Replace(msg)
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c, "-ERR "+msg+"\r\n")
+	c.Close()
+	s.obs.ConnectionClosed(s.cfg.Name, reason, time.Since(accepted), 0, 0)
+	s.log.Debug("client refused", "remote", c.RemoteAddr().String(), "reason", reason)
+}
+
+func (s *Server) handle(client net.Conn) {
+	defer s.wg.Done()
+	defer s.active.Add(-1)
+	accepted := time.Now()
+	s.setKeepAlive(client)
+
+	ss, reason, msg := s.connect(client, accepted)
+	if ss == nil {
+		s.refuse(client, accepted, reason, msg)
+		return
+	}
+	ss.run()
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+	s.obs.ConnectionClosed(s.cfg.Name, ss.reason, time.Since(accepted), ss.c2m, ss.m2c)
+	s.log.Debug("connection closed", "remote", client.RemoteAddr().String(), "upstream", ss.upAddr,
+		"reason", ss.reason, "client_to_master_bytes", ss.c2m, "master_to_client_bytes", ss.m2c)
+}
+
+// connect waits for a master and dials it, until the hold timeout. On
+// success the session is registered under the address it was dialled to,
+// checked under the lock against the current master so that a switch racing
+// with the dial cannot leave a connection to the old master behind.
+func (s *Server) connect(client net.Conn, accepted time.Time) (*session, string, string) {
+	deadline := accepted.Add(max(s.cfg.HoldTimeout, 0))
+	var lastErr error
+	for {
+		s.mu.Lock()
+		addr, why, changed, closing := s.master, s.noMaster, s.changed, s.closing
+		s.mu.Unlock()
+		if closing {
+			return nil, ReasonShutdown, "sentproxy: shutting down"
+		}
+		if addr == "" {
+			if !waitUntil(changed, deadline) {
+				return nil, ReasonNoMaster, fmt.Sprintf("sentproxy: no master for '%s': %s", s.cfg.Name, why)
+			}
+			continue
+		}
+		up, err := s.dial(addr, deadline)
+		if err != nil {
+			lastErr = err
+			if s.cfg.OnDialError != nil {
+				s.cfg.OnDialError(addr, err)
+			}
+			retry := time.Now().Add(dialRetryBackoff)
+			if retry.After(deadline) {
+				return nil, ReasonDialError, fmt.Sprintf("sentproxy: cannot reach master for '%s' at %s: %v", s.cfg.Name, addr, lastErr)
+			}
+			waitUntil(changed, retry)
+			continue
+		}
+		s.mu.Lock()
+		if s.master != addr || s.closing {
+			s.mu.Unlock()
+			up.Close()
+			continue
+		}
+		ss := &session{server: s, client: client, up: up, upAddr: addr}
+		s.sessions[ss] = struct{}{}
+		s.mu.Unlock()
+		return ss, "", ""
+	}
+}
+
+func (s *Server) dial(addr string, deadline time.Time) (net.Conn, error) {
+	timeout := s.cfg.DialTimeout
+	if left := time.Until(deadline); left > 0 && left < timeout {
+		timeout = left
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: s.cfg.KeepAlive}
+	start := time.Now()
+	up, err := d.Dial("tcp", addr)
+	s.obs.UpstreamDialed(s.cfg.Name, time.Since(start), err)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: dial master %s: %w", addr, err)
+	}
+	return up, nil
+}
+
+func (s *Server) setKeepAlive(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if s.cfg.KeepAlive < 0 {
+		tc.SetKeepAlive(false)
+		return
+	}
+	tc.SetKeepAlive(true)
+	tc.SetKeepAlivePeriod(s.cfg.KeepAlive)
+}
+
+// waitUntil waits for ch to close or the deadline; it reports whether ch closed.
+func waitUntil(ch <-chan struct{}, deadline time.Time) bool {
+	d := time.Until(deadline)
+	if d <= 0 {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
+	}
+}
