@@ -86,7 +86,8 @@ type Update struct {
 	// Addr is the verified master's host:port, or "" when none is verified
 	// (the previous one was withdrawn).
 	Addr string
-	// Previous is the address routed before this update ("" if none).
+	// Previous is the last verified master before this one, kept through a
+	// withdrawal ("" if there was none).
 	Previous string
 	// Epoch is the config-epoch the Sentinels agreed on.
 	Epoch int64
@@ -139,6 +140,12 @@ type Watcher struct {
 	pending   *trigger
 	status    Status
 	lastPeers time.Time
+	// lastVerified is the last master routed to, kept through a
+	// withdrawal so that the next update can name what it replaces.
+	lastVerified string
+	// revealed is when a config-epoch newer than the routed one first
+	// showed, so that cutover is measured from the event that revealed it.
+	revealed time.Time
 	// runCtx and runWG let checks start subscriptions for newly found peers.
 	runCtx context.Context
 	runWG  *sync.WaitGroup
@@ -304,20 +311,7 @@ func (w *Watcher) addSentinelLocked(addr string) *sentinel {
 	}
 	s := &sentinel{
 		addr: addr,
-		client: redis.NewSentinelClient(&redis.Options{
-			Addr:                     addr,
-			Username:                 w.cfg.SentinelUsername,
-			Password:                 w.cfg.SentinelPassword,
-			Dialer:                   w.dial,
-			Protocol:                 2,
-			DisableIdentity:          true,
-			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-			DialTimeout:              w.cfg.Timeout,
-			ReadTimeout:              w.cfg.Timeout,
-			WriteTimeout:             w.cfg.Timeout,
-			MaxRetries:               -1,
-			PoolSize:                 4,
-		}),
+		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPassword, 4)),
 	}
 	w.sentinels = append(w.sentinels, s)
 	return s
@@ -333,6 +327,27 @@ func (w *Watcher) startSubscriptionLocked(s *sentinel) {
 		defer w.runWG.Done()
 		w.subscribeLoop(ctx, s)
 	}()
+}
+
+// clientOptions configures every go-redis client this package makes. Each
+// request is tried once: the check loop is the retry, and a dead master
+// must be reported in one dial, not after go-redis's five.
+func (w *Watcher) clientOptions(addr, username, password string, poolSize int) *redis.Options {
+	return &redis.Options{
+		Addr:                     addr,
+		Username:                 username,
+		Password:                 password,
+		Dialer:                   w.dial,
+		Protocol:                 2,
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		DialTimeout:              w.cfg.Timeout,
+		ReadTimeout:              w.cfg.Timeout,
+		WriteTimeout:             w.cfg.Timeout,
+		MaxRetries:               -1,
+		DialerRetries:            1,
+		PoolSize:                 poolSize,
+	}
 }
 
 // dial opens every connection this package makes, wrapped in the RESP guard.
@@ -360,6 +375,8 @@ func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 	cur, curEpoch := w.status.Addr, w.status.Epoch
 	w.mu.Unlock()
 	addr, epoch, reason := w.judge(ctx, v, cur, curEpoch)
+	w.log.Debug("checked", "trigger", t.reason, "took_seconds", time.Since(t.at).Seconds(),
+		"views", summarize(views), "master", addr, "reason", reason)
 
 	agreeing := 0
 	if addr != "" && v.ok && addr == v.addr {
@@ -373,8 +390,31 @@ func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 	w.status.Checked = now
 	w.status.Reason = reason
 	changed := addr != cur
+	var u Update
 	if changed {
 		w.status.Addr, w.status.Since = addr, now
+		u = Update{
+			MasterName: w.cfg.MasterName,
+			Addr:       addr,
+			Previous:   w.lastVerified,
+			Epoch:      epoch,
+			Reason:     t.reason + ": " + reason,
+			Observed:   t.at,
+		}
+		if addr != "" {
+			if !w.revealed.IsZero() {
+				u.Observed = w.revealed
+			}
+			w.revealed = time.Time{}
+			w.lastVerified = addr
+		}
+	}
+	if !changed || addr == "" {
+		// The first sight of a newer config-epoch is what revealed the
+		// failover, even if the switch waits for the Sentinels to agree.
+		if v.answered > 0 && v.maxEpoch > w.status.Epoch && w.lastVerified != "" && w.revealed.IsZero() {
+			w.revealed = t.at
+		}
 	}
 	if addr != "" {
 		w.status.Epoch = epoch
@@ -382,14 +422,7 @@ func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 	w.mu.Unlock()
 
 	if changed {
-		w.publish(ctx, Update{
-			MasterName: w.cfg.MasterName,
-			Addr:       addr,
-			Previous:   cur,
-			Epoch:      epoch,
-			Reason:     t.reason + ": " + reason,
-			Observed:   t.at,
-		})
+		w.publish(ctx, u)
 	}
 	if v.answered > 0 && !v.ok {
 		return transitionInterval
@@ -398,11 +431,13 @@ func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 }
 
 func (w *Watcher) publish(ctx context.Context, u Update) {
+	// The consumer logs the switch once, with its cutover time; this is the
+	// watcher's own account, for debugging.
 	if u.Addr != "" {
-		w.log.Info("master changed", "master", u.Addr, "previous", u.Previous, "config_epoch", u.Epoch,
+		w.log.Debug("master changed", "master", u.Addr, "previous", u.Previous, "config_epoch", u.Epoch,
 			"reason", u.Reason, "detect_seconds", time.Since(u.Observed).Seconds())
 	} else {
-		w.log.Warn("master withdrawn: no verified master", "previous", u.Previous, "reason", u.Reason)
+		w.log.Debug("master withdrawn: no verified master", "previous", u.Previous, "reason", u.Reason)
 	}
 	w.obs.MasterChanged(u.MasterName, u.Previous, u.Addr, u.Reason)
 	select {
@@ -475,20 +510,7 @@ func (r roleResult) String() string {
 
 // role asks addr for ROLE with the master's credentials.
 func (w *Watcher) role(ctx context.Context, addr string) roleResult {
-	c := redis.NewClient(&redis.Options{
-		Addr:                     addr,
-		Username:                 w.cfg.MasterUsername,
-		Password:                 w.cfg.MasterPassword,
-		Dialer:                   w.dial,
-		Protocol:                 2,
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-		DialTimeout:              w.cfg.Timeout,
-		ReadTimeout:              w.cfg.Timeout,
-		WriteTimeout:             w.cfg.Timeout,
-		MaxRetries:               -1,
-		PoolSize:                 1,
-	})
+	c := redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPassword, 1))
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
