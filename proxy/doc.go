@@ -1,0 +1,39 @@
+// Package proxy forwards Redis client connections to the current master and
+// cuts them over when the master changes.
+//
+// A Server knows only an address: it is told the master with SetMaster and
+// told there is none with ClearMaster. It never asks Sentinel, so it can be
+// tested with nothing but a redis-server (or any TCP peer).
+//
+// Invariants:
+//   - Every upstream connection is registered under the address it was
+//     dialled to, checked against the current master under the same lock
+//     that SetMaster takes. When SetMaster returns, every connection to
+//     another address has been closed on both legs, the master leg with a
+//     reset so that nothing still queued in its socket buffer is sent.
+//     No byte is written through this server to a replaced master after
+//     SetMaster returns.
+//   - While there is no master, a new client is held (its connection is
+//     accepted and nothing is read from it) for up to Config.HoldTimeout. It
+//     then gets a RESP error naming the master and the reason, and the close.
+//   - Bytes are copied with io.Copy between the raw *net.TCPConns, which the
+//     runtime turns into splice(2); connections are never wrapped. Byte
+//     counts come from io.Copy's return values when a connection ends.
+//   - When the client half-closes, the master's remaining replies are still
+//     delivered. When the master's side ends, both legs are closed.
+//   - There is no idle timeout by default: BLPOP and SUBSCRIBE connections
+//     are idle legitimately.
+//
+// Typical usage:
+//
+//	srv := proxy.New(proxy.Config{Name: "mymaster", Logger: logger, Observer: m})
+//	go srv.Serve(ln)
+//	for u := range watcher.Updates() {
+//		if u.Addr == "" {
+//			srv.ClearMaster(u.Reason)
+//		} else {
+//			srv.SetMaster(u.Addr)
+//		}
+//	}
+//	srv.Shutdown(ctx) // stop accepting, drain until ctx ends, then close
+package proxy
