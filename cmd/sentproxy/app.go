@@ -30,6 +30,10 @@ type appConfig struct {
 	telemetryPath string
 	drainTimeout  time.Duration
 	logger        *slog.Logger
+	// onRoute, if set, is called after each change of a route's master has
+	// taken effect (addr "" when withdrawn). Tests use it to know the
+	// instant after which nothing may reach the old master.
+	onRoute func(route, addr string)
 }
 
 // routeRunner is one master name: its watcher, its server and its listener.
@@ -189,11 +193,17 @@ func (a *app) follow(r *routeRunner) {
 	for u := range r.watcher.Updates() {
 		if u.Addr == "" {
 			r.server.ClearMaster(u.Reason)
+			if a.cfg.onRoute != nil {
+				a.cfg.onRoute(r.name, "")
+			}
 			a.log.Warn("no verified master; holding new clients", "route", r.name, "previous", u.Previous, "reason", u.Reason)
 			continue
 		}
 		r.server.SetMaster(u.Addr)
 		took := time.Since(u.Observed)
+		if a.cfg.onRoute != nil {
+			a.cfg.onRoute(r.name, u.Addr)
+		}
 		a.metrics.Cutover(r.name, took)
 		a.log.Info("master switch", "route", r.name, "previous", u.Previous, "master", u.Addr,
 			"config_epoch", u.Epoch, "reason", u.Reason, "cutover_seconds", took.Seconds())

@@ -1,9 +1,239 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
-// DemoCmd is `sentproxy demo`.
-type DemoCmd struct{}
+	"github.com/redis/go-redis/v9"
 
-// Run is not written yet.
-func (DemoCmd) Run(g *globals) error { return errors.New("demo: not implemented yet") }
+	"github.com/sentproxy/sentproxy/discovery"
+	"github.com/sentproxy/sentproxy/internal/redisproc"
+	"github.com/sentproxy/sentproxy/proxy"
+)
+
+// DemoCmd is `sentproxy demo`: the first thing a newcomer runs. Everything
+// it starts lives on loopback ports chosen at run time and is stopped, by
+// PID, when it ends or on Ctrl-C.
+type DemoCmd struct {
+	DownAfter time.Duration `name:"down-after" default:"2s" help:"The Sentinels' down-after-milliseconds: how long the killed master must be silent before the Sentinels fail over."`
+	Keep      bool          `name:"keep" help:"Keep the processes' directory (configs and logs) instead of removing it."`
+}
+
+// Run starts the topology, proxies a writer through sentproxy, kills the
+// master and prints the cutover as it happens.
+func (c *DemoCmd) Run(g *globals) error {
+	if _, _, err := redisproc.FindBinaries(); err != nil {
+		return fmt.Errorf("the demo runs a real master, replica and Sentinels from the local Redis binaries: %w", err)
+	}
+	if c.DownAfter < 100*time.Millisecond {
+		return usageError{errors.New("--down-after must be at least 100ms")}
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	out := g.stdout
+	t0 := time.Now()
+	sayAt := func(at time.Time, format string, args ...any) {
+		fmt.Fprintf(out, "%8.3fs  %s\n", at.Sub(t0).Seconds(), fmt.Sprintf(format, args...))
+	}
+	say := func(format string, args ...any) { sayAt(time.Now(), format, args...) }
+
+	dir, err := os.MkdirTemp("", "sentproxy-demo-")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if c.Keep {
+		defer fmt.Fprintf(out, "configs and logs kept in %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	say("starting a master, a replica and three Sentinels on loopback (down-after %s)", c.DownAfter)
+	startCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	topo, err := redisproc.StartTopology(startCtx, redisproc.TopologyOptions{
+		Dir: dir, Replicas: 1, Sentinels: 3, Quorum: 2,
+		DownAfter: c.DownAfter, FailoverTimeout: 10 * time.Second,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("demo: start Redis: %w", err)
+	}
+	defer func() {
+		topo.Close()
+		say("stopped every process the demo started")
+	}()
+	say("master %s (pid %d), replica %s, Sentinels %s", topo.Master.Addr, topo.Master.PID(),
+		topo.Replicas[0].Addr, strings.Join(topo.SentinelAddrs(), " "))
+
+	events := make(chan demoEvent, 16)
+	a, err := newApp(appConfig{
+		routes:        []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
+		discovery:     discovery.Config{Sentinels: topo.SentinelAddrs()},
+		proxy:         proxy.Config{HoldTimeout: 30 * time.Second},
+		webAddr:       "127.0.0.1:0",
+		telemetryPath: "/metrics",
+		drainTimeout:  time.Second,
+		logger:        g.logger,
+		onRoute: func(_, addr string) {
+			if addr == "" {
+				events <- demoEvent{at: time.Now(), msg: "sentproxy: no verified master; new commands are held"}
+			} else {
+				events <- demoEvent{at: time.Now(), msg: "sentproxy: routing to " + addr, routed: addr}
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	proxyAddr := a.routes[0].ln.Addr().String()
+	say("sentproxy listening on %s, metrics on http://%s/metrics", proxyAddr, a.webLn.Addr())
+	appCtx, stopApp := context.WithCancel(context.Background())
+	appDone := make(chan error, 1)
+	go func() { appDone <- a.run(appCtx) }()
+	defer func() {
+		stopApp()
+		<-appDone
+	}()
+
+	// Watch one Sentinel's +switch-master directly, to show when Sentinel
+	// itself announced the new master.
+	sc := redis.NewSentinelClient(&redis.Options{Addr: topo.SentinelAddrs()[0]})
+	defer sc.Close()
+	sub := sc.Subscribe(ctx, "+switch-master")
+	defer sub.Close()
+	go func() {
+		for msg := range sub.Channel() {
+			events <- demoEvent{at: time.Now(), msg: "Sentinel " + topo.SentinelAddrs()[0] + " published +switch-master " + msg.Payload}
+		}
+	}()
+
+	res := runDemoWriter(ctx, proxyAddr, topo, events, sayAt)
+	if ctx.Err() != nil {
+		say("interrupted")
+		return nil
+	}
+	if res.err != nil {
+		return res.err
+	}
+	fmt.Fprintf(out, "\nSummary: %d INCRs acknowledged, %d failed; writes were blocked for %s; "+
+		"first success on the new master %s after sentproxy switched to it.\n",
+		res.ok, res.failed, res.gap.Round(time.Millisecond), res.afterSwitch.Round(time.Microsecond))
+	fmt.Fprintln(out, "The app only ever knew one address:", proxyAddr)
+	return nil
+}
+
+type demoResult struct {
+	ok, failed  int
+	gap         time.Duration // from the last success before the kill to the first after
+	afterSwitch time.Duration // from the proxy's switch to the first success on the new master
+	err         error
+}
+
+type demoEvent struct {
+	at  time.Time
+	msg string
+	// routed is the address sentproxy switched to, for switch events.
+	routed string
+}
+
+type demoWrite struct {
+	start, end time.Time
+	value      int64
+	err        error
+}
+
+// runDemoWriter INCRs a counter through the proxy every 10ms, kills the
+// master after a steady start, and reports what the writer saw. The writer
+// runs on its own goroutine: an INCR held through the failover must not
+// delay the timeline.
+func runDemoWriter(ctx context.Context, proxyAddr string, topo *redisproc.Topology, events <-chan demoEvent, say func(time.Time, string, ...any)) demoResult {
+	client := redis.NewClient(&redis.Options{Addr: proxyAddr, MaxRetries: -1, ReadTimeout: 30 * time.Second, PoolSize: 1})
+	defer client.Close()
+	wctx, stopWriter := context.WithCancel(ctx)
+	writes := make(chan demoWrite)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for wctx.Err() == nil {
+			start := time.Now()
+			v, err := client.Incr(wctx, "demo:counter").Result()
+			select {
+			case writes <- demoWrite{start: start, end: time.Now(), value: v, err: err}:
+			case <-wctx.Done():
+				return
+			}
+			select {
+			case <-time.After(10 * time.Millisecond): // the writer's pace
+			case <-wctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stopWriter()
+		<-writerDone
+	}()
+
+	var (
+		res        demoResult
+		lastOK     time.Time
+		killedAt   time.Time
+		switchedAt time.Time
+		failing    bool
+		oldMaster  = topo.Master
+		timeout    = time.After(90 * time.Second)
+		finish     <-chan time.Time
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return res
+		case <-timeout:
+			res.err = errors.New("demo: no failover within 90s; see the Sentinel logs (run with --keep)")
+			return res
+		case <-finish:
+			return res
+		case ev := <-events:
+			if ev.routed != "" && !killedAt.IsZero() && switchedAt.IsZero() {
+				switchedAt = ev.at
+			}
+			say(ev.at, "%s", ev.msg)
+		case w := <-writes:
+			if w.err != nil {
+				res.failed++
+				if !failing {
+					say(w.end, "writer: INCR failed after %s: %v", w.end.Sub(w.start).Round(time.Millisecond), w.err)
+				}
+				failing = true
+				continue
+			}
+			res.ok++
+			switch {
+			case lastOK.IsZero():
+				say(w.end, "writer: INCR ok (counter=%d); writing every 10ms", w.value)
+			case !killedAt.IsZero() && w.start.Before(switchedAt) || failing:
+				say(w.end, "writer: INCR ok (counter=%d) after waiting %s", w.value, w.end.Sub(w.start).Round(time.Millisecond))
+			}
+			failing = false
+			if !killedAt.IsZero() && res.gap == 0 && !switchedAt.IsZero() {
+				res.gap = w.end.Sub(lastOK)
+				res.afterSwitch = w.end.Sub(switchedAt)
+				say(w.end, "writer: first INCR answered by the new master, %s after sentproxy switched", res.afterSwitch.Round(time.Microsecond))
+				// Let it run a little longer on the new master, then stop.
+				finish = time.After(time.Second)
+			}
+			lastOK = w.end
+			if killedAt.IsZero() && res.ok >= 150 {
+				say(time.Now(), "killing the master %s (pid %d) with SIGKILL", oldMaster.Addr, oldMaster.PID())
+				if err := oldMaster.Kill(); err != nil {
+					res.err = fmt.Errorf("demo: kill master: %w", err)
+					return res
+				}
+				killedAt = time.Now()
+			}
+		}
+	}
+}

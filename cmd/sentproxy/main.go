@@ -37,15 +37,7 @@ type globals struct {
 func run(args []string, stdout, stderr io.Writer) int {
 	var cli CLI
 	exitCode := -1
-	parser, err := kong.New(&cli,
-		kong.Name("sentproxy"),
-		kong.Description("A sidecar that forwards Redis clients to the master elected by Redis Sentinel."),
-		kong.DefaultEnvars("SENTPROXY"),
-		kong.Vars{"version": version.Version},
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exitCode = code }),
-		kong.UsageOnError(),
-	)
+	parser, err := newParser(&cli, stdout, stderr, func(code int) { exitCode = code })
 	if err != nil {
 		fmt.Fprintln(stderr, "sentproxy: internal error:", err)
 		return exitFailure
@@ -72,6 +64,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return 0
+}
+
+func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(cli,
+		kong.Name("sentproxy"),
+		kong.Description("A sidecar that forwards Redis clients to the master elected by Redis Sentinel."),
+		kong.DefaultEnvars("SENTPROXY"),
+		kong.Vars{"version": version.Version},
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+	)
 }
 
 // usageError is a bad value found after parsing (an unreadable password

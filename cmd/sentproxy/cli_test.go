@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad command lines exit with status 2 and one clear message, before
+// anything listens.
+func TestBadFlagsExitTwo(t *testing.T) {
+	// A port we hold: if sentproxy got as far as listening it would fail
+	// differently (status 1, "address already in use").
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	listen := "--proxy.listen-address=" + held.Addr().String()
+	missing := filepath.Join(t.TempDir(), "no-such-file")
+	present := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(present, []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", []string{}, "expected one of"},
+		{"unknown flag", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--no-such-flag"}, "unknown flag"},
+		{"no Sentinel", []string{"run", listen}, "--sentinel.addrs"},
+		{"Sentinel without port", []string{"run", "--sentinel.addrs=127.0.0.1", listen}, "missing port"},
+		{"Sentinel port not a number", []string{"run", "--sentinel.addrs=127.0.0.1:abc", listen}, "port must be"},
+		{"bad listen address", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=nonsense"}, "--proxy.listen-address"},
+		{"bad duration", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.hold-timeout=soon"}, "hold-timeout"},
+		{"negative duration", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.hold-timeout=-1s"}, "must not be negative"},
+		{"zero poll interval", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--sentinel.poll-interval=0s"}, "poll-interval"},
+		{"negative max connections", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.max-connections=-1"}, "max-connections"},
+		{"bad log level", []string{"--log.level=loud", "run", "--sentinel.addrs=127.0.0.1:26379", listen}, "log.level"},
+		{"password and password file", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--sentinel.password=a", "--sentinel.password-file=" + present}, "can't be used together"},
+		{"unreadable password file", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.password-file=" + missing}, "password file"},
+		{"route without address", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=cache"}, "NAME=HOST:PORT"},
+		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
+		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},
+		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != exitUsage {
+				t.Fatalf("exit status %d; want %d (stderr %q)", code, exitUsage, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr %q; want it to mention %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+// Environment twins work, and a password file's trailing newline is not
+// part of the password.
+func TestEnvTwinsAndPasswordFile(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SENTPROXY_SENTINEL_ADDRS", "127.0.0.1:1,[::1]:2")
+	t.Setenv("SENTPROXY_MASTER_PASSWORD_FILE", pw)
+	t.Setenv("SENTPROXY_PROXY_HOLD_TIMEOUT", "0s")
+	var cli CLI
+	parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{}, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"run"}); err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	c := cli.Run.cfg
+	if got := strings.Join(c.discovery.Sentinels, " "); got != "127.0.0.1:1 [::1]:2" {
+		t.Fatalf("Sentinels = %q; want both from the env", got)
+	}
+	if c.discovery.MasterPassword != "s3cret" {
+		t.Fatalf("master password = %q; want %q", c.discovery.MasterPassword, "s3cret")
+	}
+	if c.proxy.HoldTimeout >= 0 {
+		t.Fatalf("hold timeout %v; want negative (0 on the command line means refuse at once)", c.proxy.HoldTimeout)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.HasPrefix(stdout.String(), "sentproxy ") {
+		t.Fatalf("got %q; want it to start with %q", stdout.String(), "sentproxy ")
+	}
+}
