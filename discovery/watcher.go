@@ -310,7 +310,7 @@ func (w *Watcher) addSentinelLocked(addr string) *sentinel {
 		return nil
 	}
 	s := &sentinel{
-		addr: addr,
+		addr:   addr,
 		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPassword, 4)),
 	}
 	w.sentinels = append(w.sentinels, s)

@@ -57,8 +57,9 @@ func checkSwitched(t *testing.T, h *harness, w *writers, oldAddr, newAddr string
 		t.Fatalf("sentproxy_master_switches_total = %v; want >= 1", got)
 	}
 	ok, failed := w.summary()
-	t.Logf("writes: %d ok, %d failed; first success %s after the cut",
-		ok, failed, w.firstSuccessAfter(cut).Sub(cut).Round(time.Microsecond))
+	switched := h.routedAt(newAddr)
+	t.Logf("writes: %d ok, %d failed; first success %s after the switch to %s",
+		ok, failed, w.firstSuccessAfter(switched).Sub(switched).Round(time.Microsecond), newAddr)
 }
 
 func TestFailoverBySigkill(t *testing.T) {

@@ -141,6 +141,18 @@ func (h *harness) cutTime(addr string) time.Time {
 	return time.Time{}
 }
 
+// routedAt is when the proxy first routed to addr; zero if it never did.
+func (h *harness) routedAt(addr string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.events {
+		if e.addr == addr {
+			return e.at
+		}
+	}
+	return time.Time{}
+}
+
 // routedAfter reports whether addr was routed to again at or after t.
 func (h *harness) routedAfter(addr string, t time.Time) bool {
 	h.mu.Lock()

@@ -1,0 +1,161 @@
+package discovery
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentproxy/sentproxy/internal/redisproc"
+	"github.com/sentproxy/sentproxy/internal/testredis"
+)
+
+// These tests run real redis-server and redis-sentinel processes.
+
+func startWatcher(t *testing.T, cfg Config, mutate func(*Watcher)) (*Watcher, <-chan Update) {
+	t.Helper()
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(w)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return within 5s of cancel")
+		}
+	})
+	return w, w.Updates()
+}
+
+// nextMaster waits for an update that names a master (skipping withdrawals).
+func nextMaster(t *testing.T, updates <-chan Update, timeout time.Duration) Update {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case u, ok := <-updates:
+			if !ok {
+				t.Fatal("updates closed")
+			}
+			if u.Addr != "" {
+				return u
+			}
+		case <-deadline:
+			t.Fatalf("no master update within %s", timeout)
+		}
+	}
+}
+
+func topology(t *testing.T, opts redisproc.TopologyOptions) *redisproc.Topology {
+	t.Helper()
+	if opts.DownAfter == 0 {
+		opts.DownAfter = 2 * time.Second
+	}
+	if opts.FailoverTimeout == 0 {
+		opts.FailoverTimeout = 10 * time.Second
+	}
+	return testredis.StartTopology(t, opts)
+}
+
+func failover(t *testing.T, topo *redisproc.Topology) string {
+	t.Helper()
+	old := topo.Master.Addr
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := topo.Failover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := topo.WaitMaster(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// A +switch-message wakes the check at once: with a poll interval far
+// longer than the test, the switch can only come from the subscription.
+func TestSwitchMessageTriggersCheck(t *testing.T) {
+	topo := topology(t, redisproc.TopologyOptions{})
+	_, updates := startWatcher(t, Config{
+		MasterName:   topo.MasterName,
+		Sentinels:    topo.SentinelAddrs()[:1], // the others are learnt
+		PollInterval: time.Hour,
+		Timeout:      500 * time.Millisecond,
+	}, nil)
+	if u := nextMaster(t, updates, 10*time.Second); u.Addr != topo.Master.Addr {
+		t.Fatalf("first master %s; want %s", u.Addr, topo.Master.Addr)
+	}
+	want := failover(t, topo)
+	u := nextMaster(t, updates, 10*time.Second)
+	if u.Addr != want || u.Previous != topo.Master.Addr {
+		t.Fatalf("update %+v; want %s replacing %s", u, want, topo.Master.Addr)
+	}
+	if !strings.HasPrefix(u.Reason, "+switch-master") {
+		t.Fatalf("reason %q; want the switch to come from +switch-master", u.Reason)
+	}
+}
+
+// Pub/sub messages get lost in real life; polling alone must converge.
+func TestLostSwitchMessageConvergesByPolling(t *testing.T) {
+	topo := topology(t, redisproc.TopologyOptions{})
+	_, updates := startWatcher(t, Config{
+		MasterName:   topo.MasterName,
+		Sentinels:    topo.SentinelAddrs(),
+		PollInterval: 300 * time.Millisecond,
+		Timeout:      500 * time.Millisecond,
+	}, func(w *Watcher) { w.dropSwitchMessages = true })
+	nextMaster(t, updates, 10*time.Second)
+	want := failover(t, topo)
+	u := nextMaster(t, updates, 10*time.Second)
+	if u.Addr != want {
+		t.Fatalf("master %s; want %s", u.Addr, want)
+	}
+	if strings.Contains(u.Reason, "+switch-master") {
+		t.Fatalf("reason %q: a dropped message still drove the switch", u.Reason)
+	}
+}
+
+// The ROLE check uses the master's credentials; wrong ones leave no
+// verified master, and say why.
+func TestRoleCheckUsesMasterCredentials(t *testing.T) {
+	topo := topology(t, redisproc.TopologyOptions{Password: "s3cret", Sentinels: 1, Quorum: 1})
+	for _, tc := range []struct {
+		name, password, want string
+	}{
+		{"right password", "s3cret", topo.Master.Addr},
+		{"wrong password", "nope", ""},
+		{"no password", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := New(Config{
+				MasterName:     topo.MasterName,
+				Sentinels:      topo.SentinelAddrs(),
+				MasterPassword: tc.password,
+				Timeout:        500 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, err := w.CheckOnce(ctx)
+			if st.Addr != tc.want {
+				t.Fatalf("verified master %q (%v); want %q", st.Addr, err, tc.want)
+			}
+			if tc.want == "" && !strings.Contains(st.Reason, "ROLE failed") {
+				t.Fatalf("reason %q; want it to say ROLE failed", st.Reason)
+			}
+			if strings.Contains(st.Reason, tc.password) && tc.password != "" {
+				t.Fatalf("reason %q leaks the password", st.Reason)
+			}
+		})
+	}
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: installs the Redis packages when missing, checks the
+# package boundaries, vets, and runs every test with the race detector
+# against real redis-server and redis-sentinel processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/deps.sh
+
+# Data flows one way: discovery -> proxy, metrics observes both. proxy and
+# discovery must not import each other, metrics, or prometheus; proxy must
+# not pull in go-redis.
+deps_of() { go list -deps "$1" | grep -E 'sentproxy/(proxy|discovery|metrics)$|prometheus|go-redis' | grep -v "^github.com/sentproxy/sentproxy/${1#./}$" || true; }
+bad=$(deps_of ./proxy)
+[ -z "$bad" ] || { echo "proxy imports what it must not:"; echo "$bad"; exit 1; }
+bad=$(deps_of ./discovery | grep -v go-redis || true)
+[ -z "$bad" ] || { echo "discovery imports what it must not:"; echo "$bad"; exit 1; }
+bad=$(go list -deps ./metrics | grep -E 'sentproxy/(proxy|discovery)$' || true)
+[ -z "$bad" ] || { echo "metrics imports what it must not:"; echo "$bad"; exit 1; }
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
+go vet ./...
+go test -race -count=1 -timeout 12m "$@" ./...
