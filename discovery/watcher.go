@@ -119,7 +119,9 @@ type trigger struct {
 type sentinel struct {
 	addr   string
 	client *redis.SentinelClient
-	runID  string // learnt from INFO; guards against counting one Sentinel twice under two names
+	// Guarded by Watcher.mu:
+	runID string // learnt from INFO; guards against counting one Sentinel twice under two names
+	down  bool   // the last request failed; logged once per transition
 }
 
 // Watcher tracks the master of one master name through its Sentinels.
@@ -549,6 +551,8 @@ func (w *Watcher) query(ctx context.Context) []View {
 
 	// One Sentinel known under two names (a hostname seed and the IP its
 	// peers announce) must not vote twice.
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	seen := map[string]bool{}
 	out := views[:0]
 	for i, v := range views {
@@ -577,7 +581,17 @@ func (w *Watcher) askSentinel(ctx context.Context, s *sentinel) View {
 		v.Err = fmt.Errorf("discovery: SENTINEL MASTER %q via %s: %w", w.cfg.MasterName, s.addr, err)
 	}
 	w.obs.SentinelRequest(w.cfg.MasterName, s.addr, time.Since(start), v.Err)
-	if v.Err == nil && s.runID == "" {
+	w.mu.Lock()
+	wasDown, needID := s.down, s.runID == ""
+	s.down = v.Err != nil
+	w.mu.Unlock()
+	switch {
+	case v.Err != nil && !wasDown:
+		w.log.Warn("Sentinel unreachable or unusable", "sentinel", s.addr, "err", v.Err)
+	case v.Err == nil && wasDown:
+		w.log.Info("Sentinel answers again", "sentinel", s.addr)
+	}
+	if v.Err == nil && needID {
 		w.learnRunID(ctx, s)
 	}
 	return v

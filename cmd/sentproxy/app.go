@@ -220,12 +220,15 @@ func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
 	ready := true
 	var body []byte
 	for _, r := range a.routes {
+		why := r.watcher.Status().Reason
 		if m := r.server.Master(); m != "" {
-			body = fmt.Appendf(body, "%s: master %s\n", r.name, m)
+			// Ready, but say why: "no Sentinel reachable; keeping the last
+			// verified master" is ready and worth an operator's eye.
+			body = fmt.Appendf(body, "%s: master %s: %s\n", r.name, m, why)
 			continue
 		}
 		ready = false
-		body = fmt.Appendf(body, "%s: no verified master: %s\n", r.name, r.watcher.Status().Reason)
+		body = fmt.Appendf(body, "%s: no verified master: %s\n", r.name, why)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !ready {
