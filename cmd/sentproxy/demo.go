@@ -69,6 +69,16 @@ func (c *DemoCmd) Run(g *globals) error {
 		topo.Replicas[0].Addr, strings.Join(topo.SentinelAddrs(), " "))
 
 	events := make(chan demoEvent, 16)
+	eventsDone := make(chan struct{})
+	defer close(eventsDone)
+	// post never blocks its caller (the proxy's update loop among them)
+	// once the timeline has stopped reading.
+	post := func(ev demoEvent) {
+		select {
+		case events <- ev:
+		case <-eventsDone:
+		}
+	}
 	a, err := newApp(appConfig{
 		routes:        []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
 		discovery:     discovery.Config{Sentinels: topo.SentinelAddrs()},
@@ -79,9 +89,9 @@ func (c *DemoCmd) Run(g *globals) error {
 		logger:        g.logger,
 		onRoute: func(_, addr string) {
 			if addr == "" {
-				events <- demoEvent{at: time.Now(), msg: "sentproxy: no verified master; new commands are held"}
+				post(demoEvent{at: time.Now(), msg: "sentproxy: no verified master; new commands are held"})
 			} else {
-				events <- demoEvent{at: time.Now(), msg: "sentproxy: routing to " + addr, routed: addr}
+				post(demoEvent{at: time.Now(), msg: "sentproxy: routing to " + addr, routed: addr})
 			}
 		},
 	})
@@ -98,17 +108,19 @@ func (c *DemoCmd) Run(g *globals) error {
 		<-appDone
 	}()
 
-	// Watch one Sentinel's +switch-master directly, to show when Sentinel
-	// itself announced the new master.
-	sc := redis.NewSentinelClient(&redis.Options{Addr: topo.SentinelAddrs()[0]})
-	defer sc.Close()
-	sub := sc.Subscribe(ctx, "+switch-master")
-	defer sub.Close()
-	go func() {
-		for msg := range sub.Channel() {
-			events <- demoEvent{at: time.Now(), msg: "Sentinel " + topo.SentinelAddrs()[0] + " published +switch-master " + msg.Payload}
-		}
-	}()
+	// Watch the Sentinels' +switch-master directly, to show when Sentinel
+	// itself announced the new master and measure the cutover from it.
+	for _, addr := range topo.SentinelAddrs() {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: addr})
+		defer sc.Close()
+		sub := sc.Subscribe(ctx, "+switch-master")
+		defer sub.Close()
+		go func() {
+			for msg := range sub.Channel() {
+				post(demoEvent{at: time.Now(), msg: "Sentinel " + addr + " published +switch-master " + msg.Payload, switchMsg: true})
+			}
+		}()
+	}
 
 	res := runDemoWriter(ctx, proxyAddr, topo, events, sayAt)
 	if ctx.Err() != nil {
@@ -118,9 +130,10 @@ func (c *DemoCmd) Run(g *globals) error {
 	if res.err != nil {
 		return res.err
 	}
-	fmt.Fprintf(out, "\nSummary: %d INCRs acknowledged, %d failed; writes were blocked for %s; "+
-		"first success on the new master %s after sentproxy switched to it.\n",
-		res.ok, res.failed, res.gap.Round(time.Millisecond), res.afterSwitch.Round(time.Microsecond))
+	fmt.Fprintf(out, "\nSummary: %d INCRs acknowledged, %d failed; writes were blocked for %s.\n"+
+		"First success on the new master: %s after the first +switch-master, %s after sentproxy switched to it.\n",
+		res.ok, res.failed, res.gap.Round(time.Millisecond),
+		res.afterSwitchMsg.Round(time.Microsecond), res.afterSwitch.Round(time.Microsecond))
 	fmt.Fprintln(out, "The app only ever knew one address:", proxyAddr)
 	return nil
 }
@@ -129,7 +142,10 @@ type demoResult struct {
 	ok, failed  int
 	gap         time.Duration // from the last success before the kill to the first after
 	afterSwitch time.Duration // from the proxy's switch to the first success on the new master
-	err         error
+	// afterSwitchMsg is from the first +switch-master any Sentinel
+	// published to the first success on the new master.
+	afterSwitchMsg time.Duration
+	err            error
 }
 
 type demoEvent struct {
@@ -137,6 +153,8 @@ type demoEvent struct {
 	msg string
 	// routed is the address sentproxy switched to, for switch events.
 	routed string
+	// switchMsg marks a Sentinel's +switch-master.
+	switchMsg bool
 }
 
 type demoWrite struct {
@@ -182,6 +200,7 @@ func runDemoWriter(ctx context.Context, proxyAddr string, topo *redisproc.Topolo
 		lastOK     time.Time
 		killedAt   time.Time
 		switchedAt time.Time
+		switchMsg  time.Time
 		failing    bool
 		oldMaster  = topo.Master
 		timeout    = time.After(90 * time.Second)
@@ -199,6 +218,9 @@ func runDemoWriter(ctx context.Context, proxyAddr string, topo *redisproc.Topolo
 		case ev := <-events:
 			if ev.routed != "" && !killedAt.IsZero() && switchedAt.IsZero() {
 				switchedAt = ev.at
+			}
+			if ev.switchMsg && switchMsg.IsZero() {
+				switchMsg = ev.at
 			}
 			say(ev.at, "%s", ev.msg)
 		case w := <-writes:
@@ -221,6 +243,7 @@ func runDemoWriter(ctx context.Context, proxyAddr string, topo *redisproc.Topolo
 			if !killedAt.IsZero() && res.gap == 0 && !switchedAt.IsZero() {
 				res.gap = w.end.Sub(lastOK)
 				res.afterSwitch = w.end.Sub(switchedAt)
+				res.afterSwitchMsg = w.end.Sub(switchMsg)
 				say(w.end, "writer: first INCR answered by the new master, %s after sentproxy switched", res.afterSwitch.Round(time.Microsecond))
 				// Let it run a little longer on the new master, then stop.
 				finish = time.After(time.Second)
