@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -235,9 +234,10 @@ func (t *Topology) CurrentMaster(ctx context.Context) (string, error) {
 
 // WaitMaster polls until a majority of the Sentinels agree on a master
 // other than notAddr and that server itself answers ROLE with "master".
-// Both are needed: the Sentinels switch to the new address before the
-// last of them has heard of it, and a Sentinel's view can run ahead of the
-// promotion of the server. The deadline is ctx's, or DefaultWaitTimeout.
+// The Sentinels switch one by one (the failover leader first, the others
+// when its hello message reaches them), so one answer is not enough; and a
+// majority only reports configuration, so ROLE confirms the server really
+// took over. The deadline is ctx's, or DefaultWaitTimeout.
 func (t *Topology) WaitMaster(ctx context.Context, notAddr string) (string, error) {
 	var found string
 	err := t.pollUntil(ctx, "a new master", func(ctx context.Context) error {
@@ -289,9 +289,12 @@ func (t *Topology) Failover(ctx context.Context) error {
 // Sentinel and every running replica as healthy. Processes that were
 // killed are left out. The deadline is ctx's, or DefaultWaitTimeout.
 //
-// After a failover this is the wait before the next one: the old master
-// is turned into a replica only some seconds after the switch, and until
-// then a second failover may find nobody to promote.
+// After a failover this is the wait before the next one: Sentinel turns
+// a demoted master that is still alive into a replica only about 10 s
+// after the switch (it re-reads a replica's INFO every 10 s and waits 8 s
+// after a role change), and until then a second failover may find nobody
+// to promote. It checks a state, not a change: right after Failover the
+// old state still passes, so call WaitMaster first.
 func (t *Topology) WaitConverged(ctx context.Context) error {
 	return t.pollUntil(ctx, "the topology to converge", t.converged)
 }
@@ -299,7 +302,7 @@ func (t *Topology) WaitConverged(ctx context.Context) error {
 func (t *Topology) converged(ctx context.Context) error {
 	var master string
 	for _, a := range t.askMaster(ctx) {
-		if s := t.sentinelByAddr(a.sentinel); !s.running() {
+		if s := t.sentinelByAddr(a.sentinel); s == nil || !s.running() {
 			continue
 		}
 		if a.err != nil {
@@ -477,14 +480,4 @@ func sortedKeys(m map[string]string) string {
 	}
 	sort.Strings(keys)
 	return "[" + strings.Join(keys, " ") + "]"
-}
-
-// portOf is the port part of a "host:port" address, 0 if there is none.
-func portOf(addr string) int {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
 }

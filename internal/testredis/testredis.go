@@ -1,6 +1,7 @@
-// Package testredis starts real redis-server and redis-sentinel processes
-// for tests, on loopback ports chosen at run time, and stops them when the
-// test ends.
+// Package testredis adapts internal/redisproc to tests: processes live in
+// t.TempDir(), are closed by t.Cleanup, and a failing test prints the end
+// of every process log, which is usually where a failed failover explains
+// itself.
 package testredis
 
 import (
@@ -12,62 +13,76 @@ import (
 	"github.com/sentproxy/sentproxy/internal/redisproc"
 )
 
-// Require skips the test when the Redis binaries are missing, except in CI
-// (the CI variable is set), where it fails: a skipped failover test there
-// would be a silent hole, and .ci/run installs the binaries.
+// startTimeout bounds a whole start, topology convergence included.
+const startTimeout = 30 * time.Second
+
+// logLines is how much of each log a failed test prints.
+const logLines = 30
+
+// Require skips the test when redis-server is not installed, except in CI
+// (CI set to anything), where it fails: there a skipped failover test would
+// be a hole nobody notices.
 func Require(t testing.TB) {
 	t.Helper()
 	if _, _, err := redisproc.FindBinaries(); err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set and the Redis binaries are missing: %v", err)
+			t.Fatalf("testredis: CI is set, so Redis is required: %v", err)
 		}
-		t.Skipf("skipping: %v", err)
+		t.Skipf("testredis: skipping: %v", err)
 	}
 }
 
-// StartServer starts one redis-server in a temporary directory.
+// StartServer starts a redis-server for the test and closes it when the
+// test ends. opts.Dir defaults to a new t.TempDir().
 func StartServer(t testing.TB, opts redisproc.Options) *redisproc.Process {
 	t.Helper()
 	Require(t)
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	p, err := redisproc.StartServer(ctx, opts)
 	if err != nil {
-		t.Fatalf("start redis-server: %v", err)
+		t.Fatalf("testredis: %v", err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("redis-server %s log tail:\n%s", p.Addr, p.LogTail(30))
-		}
-		p.Close()
-	})
+	cleanup(t, p.Close, p)
 	return p
 }
 
-// StartTopology starts a master, replicas and Sentinels in a temporary
-// directory and returns once they have converged.
+// StartTopology starts a master, replicas and Sentinels for the test, and
+// closes them all when the test ends. opts.Dir defaults to a new
+// t.TempDir().
 func StartTopology(t testing.TB, opts redisproc.TopologyOptions) *redisproc.Topology {
 	t.Helper()
 	Require(t)
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	topo, err := redisproc.StartTopology(ctx, opts)
 	if err != nil {
-		t.Fatalf("start topology: %v", err)
+		t.Fatalf("testredis: %v", err)
 	}
+	procs := append([]*redisproc.Process{topo.Master}, topo.Replicas...)
+	cleanup(t, topo.Close, append(procs, topo.Sentinels...)...)
+	return topo
+}
+
+// cleanup registers closing, preceded by a log dump if the test failed.
+// t.TempDir registered its removal earlier, so it runs after this and the
+// logs are still there.
+func cleanup(t testing.TB, closeFn func() error, procs ...*redisproc.Process) {
 	t.Cleanup(func() {
+		err := closeFn()
 		if t.Failed() {
-			for _, p := range append(append([]*redisproc.Process{topo.Master}, topo.Replicas...), topo.Sentinels...) {
-				t.Logf("%s log tail:\n%s", p.Addr, p.LogTail(30))
+			for _, p := range procs {
+				t.Logf("testredis: last %d lines of %s (%s):\n%s", logLines, p.Addr, p.LogPath(), p.LogTail(logLines))
 			}
 		}
-		topo.Close()
+		if err != nil {
+			t.Errorf("testredis: %v", err)
+		}
 	})
-	return topo
 }
