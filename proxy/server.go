@@ -54,6 +54,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer receives connection events; nil means none.
 	Observer Observer
+	// Mode is ModeTCP (the default) or ModeRESP.
+	Mode string
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)
@@ -260,7 +262,11 @@ func (s *Server) handle(client net.Conn) {
 		s.refuse(client, accepted, reason, msg)
 		return
 	}
-	ss.run()
+	if s.cfg.Mode == ModeRESP {
+		ss.runRESP()
+	} else {
+		ss.run()
+	}
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()
