@@ -216,4 +216,3 @@ func TestMonitorThroughProxy(t *testing.T) {
 		}
 	}
 }
-

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sentproxy/sentproxy/discovery"
 	"github.com/sentproxy/sentproxy/metrics"
+	"github.com/sentproxy/sentproxy/notify"
 	"github.com/sentproxy/sentproxy/proxy"
 )
 
@@ -29,6 +30,7 @@ type appConfig struct {
 	webAddr       string           // "" disables the HTTP endpoints
 	telemetryPath string
 	drainTimeout  time.Duration
+	notify        notify.Config // Logger is filled in
 	logger        *slog.Logger
 	// onRoute, if set, is called after each change of a route's master has
 	// taken effect (addr "" when withdrawn). Tests use it to know the
@@ -42,15 +44,18 @@ type routeRunner struct {
 	watcher *discovery.Watcher
 	server  *proxy.Server
 	ln      net.Listener
+	conns   connCounter   // client connections open now, held ones included
+	history switchHistory // the last changes of the routed master, for /status
 }
 
 // app wires discovery to proxy for each route and serves the HTTP
 // endpoints. Data flows one way: watcher.Updates -> server.SetMaster.
 type app struct {
-	cfg     appConfig
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	routes  []*routeRunner
+	cfg      appConfig
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	notifier *notify.Notifier
+	routes   []*routeRunner
 	webLn   net.Listener
 	web     *http.Server
 }
@@ -60,6 +65,9 @@ type app struct {
 func newApp(cfg appConfig) (*app, error) {
 	reg := metrics.NewRegistry()
 	a := &app{cfg: cfg, log: cfg.logger, metrics: metrics.New(reg)}
+	ncfg := cfg.notify
+	ncfg.Logger = cfg.logger.With("component", "notify")
+	a.notifier = notify.New(ncfg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -75,18 +83,21 @@ func newApp(cfg appConfig) (*app, error) {
 		if err != nil {
 			return nil, err
 		}
+		rr := &routeRunner{name: r.name, watcher: w}
 		pcfg := cfg.proxy
 		pcfg.Name = r.name
 		pcfg.Logger = cfg.logger.With("component", "proxy")
-		pcfg.Observer = a.metrics
+		pcfg.Observer = countingObserver{Observer: a.metrics, n: &rr.conns}
 		pcfg.OnDialError = func(addr string, err error) {
 			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
 		}
+		rr.server = proxy.New(pcfg)
 		ln, err := net.Listen("tcp", r.listen)
 		if err != nil {
 			return nil, fmt.Errorf("listen for route %q: %w", r.name, err)
 		}
-		a.routes = append(a.routes, &routeRunner{name: r.name, watcher: w, server: proxy.New(pcfg), ln: ln})
+		rr.ln = ln
+		a.routes = append(a.routes, rr)
 	}
 	if cfg.webAddr != "" {
 		ln, err := net.Listen("tcp", cfg.webAddr)
@@ -98,6 +109,7 @@ func newApp(cfg appConfig) (*app, error) {
 		mux.Handle(cfg.telemetryPath, metrics.Handler(reg))
 		mux.HandleFunc("/healthz", a.healthz)
 		mux.HandleFunc("/readyz", a.readyz)
+		mux.HandleFunc("/status", a.status)
 		a.web = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	}
 	ok = true
@@ -120,6 +132,9 @@ func (a *app) run(ctx context.Context) error {
 	errc := make(chan error, len(a.routes)+1)
 	watchCtx, stopWatchers := context.WithCancel(context.Background())
 	defer stopWatchers()
+	// Notifications outlive ctx: those of the last changes are delivered
+	// during the drain, within the notifier's own bound (Close, below).
+	go a.notifier.Run(context.Background())
 
 	for _, r := range a.routes {
 		wg.Add(3)
@@ -184,25 +199,37 @@ func (a *app) run(ctx context.Context) error {
 		cancel()
 	}
 	wg.Wait()
+	a.notifier.Close()
 	return errors.Join(append([]error{runErr}, drainErr...)...)
 }
 
 // follow applies the watcher's updates to the server. It is the only path
-// from discovery to proxy.
+// from discovery to proxy. Notifications go out after a change took effect
+// and never delay it: Notify only queues.
 func (a *app) follow(r *routeRunner) {
 	for u := range r.watcher.Updates() {
 		if u.Addr == "" {
 			r.server.ClearMaster(u.Reason)
+			now := time.Now()
 			if a.cfg.onRoute != nil {
 				a.cfg.onRoute(r.name, "")
 			}
+			r.history.add(u, now, 0)
+			a.notifier.Notify(notify.Event{MasterName: r.name, OldAddr: u.Previous, Reason: u.Reason, Observed: u.Observed, Switched: now})
 			a.log.Warn("no verified master; holding new clients", "route", r.name, "previous", u.Previous, "reason", u.Reason)
 			continue
 		}
 		r.server.SetMaster(u.Addr)
-		took := time.Since(u.Observed)
+		switched := time.Now()
+		took := switched.Sub(u.Observed)
 		if a.cfg.onRoute != nil {
 			a.cfg.onRoute(r.name, u.Addr)
+		}
+		r.history.add(u, switched, took)
+		// The first master found at start is no failover: nobody is told.
+		if u.Previous != "" {
+			a.notifier.Notify(notify.Event{MasterName: r.name, OldAddr: u.Previous, NewAddr: u.Addr, Reason: u.Reason,
+				Observed: u.Observed, Switched: switched, Cutover: took})
 		}
 		a.metrics.Cutover(r.name, took)
 		a.log.Info("master switch", "route", r.name, "previous", u.Previous, "master", u.Addr,

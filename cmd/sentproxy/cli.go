@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sentproxy/sentproxy/notify"
 )
 
 // CLI is sentproxy's command line. Every flag has an environment twin,
@@ -16,10 +19,12 @@ import (
 type CLI struct {
 	Log LogFlags `embed:"" prefix:"log."`
 
-	Run     RunCmd     `cmd:"" help:"Proxy clients to the master the Sentinels elected."`
-	Check   CheckCmd   `cmd:"" help:"Ask every Sentinel once, print each one's view and the verified master; exit 1 if there is none."`
-	Demo    DemoCmd    `cmd:"" help:"Start a throwaway master, replica and three Sentinels, proxy a writer through sentproxy, kill the master and show the cutover."`
-	Version VersionCmd `cmd:"" help:"Print the version."`
+	Run         RunCmd         `cmd:"" help:"Proxy clients to the master the Sentinels elected."`
+	Check       CheckCmd       `cmd:"" help:"Ask every Sentinel once, print each one's view and the verified master; exit 1 if there is none."`
+	Status      StatusCmd      `cmd:"" help:"Show what a running sentproxy routes to, each Sentinel's view and the recent switches; exit 1 if it is unreachable or a route has no master."`
+	Healthcheck HealthcheckCmd `cmd:"" help:"GET a running sentproxy's /readyz, for a Docker HEALTHCHECK (no shell needed); exit 0 on 200, 1 otherwise."`
+	Demo        DemoCmd        `cmd:"" help:"Start a throwaway master, replica and three Sentinels, proxy a writer through sentproxy, kill the master and show the cutover."`
+	Version     VersionCmd     `cmd:"" help:"Print the version."`
 }
 
 // LogFlags are shared by every command.
@@ -61,8 +66,41 @@ type ProxyFlags struct {
 
 // WebFlags configure the HTTP endpoints.
 type WebFlags struct {
-	ListenAddress string `name:"listen-address" default:"127.0.0.1:9736" help:"Address of /metrics, /healthz and /readyz. Empty disables."`
+	ListenAddress string `name:"listen-address" default:"127.0.0.1:9736" help:"Address of /metrics, /healthz, /readyz and /status. Empty disables."`
 	TelemetryPath string `name:"telemetry-path" default:"/metrics" help:"Path of the metrics."`
+}
+
+// NotifyFlags configure the notifications of master changes.
+type NotifyFlags struct {
+	Exec           string        `name:"exec" placeholder:"PATH" help:"After each master switch, run this program (no shell) with a Sentinel client-reconfig-script's arguments: <master-name> leader start <from-ip> <from-port> <to-ip> <to-port>. Not run when the master is withdrawn."`
+	ExecTimeout    time.Duration `name:"exec-timeout" default:"10s" help:"Kill the --notify.exec program (and what it started) after this long."`
+	Webhook        string        `name:"webhook" placeholder:"URL" help:"POST JSON about each master switch or withdrawal to this URL (Slack-style: it has a text field). It may hold a token: prefer the env twin."`
+	WebhookTimeout time.Duration `name:"webhook-timeout" default:"5s" help:"Timeout of one webhook attempt."`
+	WebhookRetries int           `name:"webhook-retries" default:"3" help:"Webhook attempts per notification, the first included (1: no retry); 2xx is success."`
+}
+
+// Validate checks the notification flags. The webhook URL is never echoed:
+// it may hold a token.
+func (f *NotifyFlags) Validate() error {
+	if f.Exec != "" {
+		if _, err := exec.LookPath(f.Exec); err != nil {
+			return fmt.Errorf("--notify.exec: %w", err)
+		}
+	}
+	if f.Webhook != "" {
+		if err := notify.ValidateWebhookURL(f.Webhook); err != nil {
+			return fmt.Errorf("--notify.webhook: %w", err)
+		}
+	}
+	switch {
+	case f.ExecTimeout <= 0:
+		return errors.New("--notify.exec-timeout must be positive")
+	case f.WebhookTimeout <= 0:
+		return errors.New("--notify.webhook-timeout must be positive")
+	case f.WebhookRetries < 1:
+		return errors.New("--notify.webhook-retries must be at least 1")
+	}
+	return nil
 }
 
 // route is one master name served on one listen address.
@@ -151,8 +189,12 @@ func (f *WebFlags) Validate() error {
 			return err
 		}
 	}
-	if !strings.HasPrefix(f.TelemetryPath, "/") || f.TelemetryPath == "/healthz" || f.TelemetryPath == "/readyz" {
-		return fmt.Errorf("--web.telemetry-path %q must start with / and not be /healthz or /readyz", f.TelemetryPath)
+	switch f.TelemetryPath {
+	case "/healthz", "/readyz", "/status":
+		return fmt.Errorf("--web.telemetry-path %q must not be /healthz, /readyz or /status", f.TelemetryPath)
+	}
+	if !strings.HasPrefix(f.TelemetryPath, "/") {
+		return fmt.Errorf("--web.telemetry-path %q must start with /", f.TelemetryPath)
 	}
 	return nil
 }

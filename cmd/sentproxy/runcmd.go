@@ -1,7 +1,11 @@
 package main
 
 import (
+	"os"
+	"strings"
+
 	"github.com/sentproxy/sentproxy/discovery"
+	"github.com/sentproxy/sentproxy/notify"
 	"github.com/sentproxy/sentproxy/proxy"
 )
 
@@ -11,6 +15,7 @@ type RunCmd struct {
 	Master   MasterFlags   `embed:"" prefix:"master."`
 	Proxy    ProxyFlags    `embed:"" prefix:"proxy."`
 	Web      WebFlags      `embed:"" prefix:"web."`
+	Notify   NotifyFlags   `embed:"" prefix:"notify."`
 
 	cfg appConfig
 }
@@ -39,8 +44,29 @@ func (c *RunCmd) Validate() error {
 		webAddr:       c.Web.ListenAddress,
 		telemetryPath: c.Web.TelemetryPath,
 		drainTimeout:  c.Proxy.DrainTimeout,
+		notify: notify.Config{
+			Exec:            c.Notify.Exec,
+			ExecEnv:         scriptEnv(os.Environ()),
+			ExecTimeout:     c.Notify.ExecTimeout,
+			Webhook:         c.Notify.Webhook,
+			WebhookTimeout:  c.Notify.WebhookTimeout,
+			WebhookAttempts: c.Notify.WebhookRetries,
+		},
 	}
 	return nil
+}
+
+// scriptEnv is the environment of the --notify.exec program: ours without
+// the SENTPROXY_* variables, which may hold passwords and the webhook's
+// token, and which a script written for Sentinel does not expect anyway.
+func scriptEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SENTPROXY_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // Run serves until SIGINT or SIGTERM.
