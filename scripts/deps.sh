@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what sentproxy's demo and tests need from Debian's packages, only
-# when missing: redis-server, redis-sentinel and redis-tools.
+# when missing: redis-server, redis-sentinel and redis-tools; with --tests,
+# also prometheus (its server and promtool, for the alert-rule tests and the
+# end-to-end scrape test).
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
-for extra in "$@"; do
-  command -v "$extra" >/dev/null 2>&1 || need+=("$extra")
-done
+if [ "${1:-}" = "--tests" ]; then
+  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

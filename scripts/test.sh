@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/deps.sh
+bash scripts/deps.sh --tests
 
 # Data flows one way: discovery -> proxy, metrics observes both. proxy and
 # discovery must not import each other, metrics, or prometheus; proxy must
@@ -21,4 +21,5 @@ bad=$(go list -deps ./metrics | grep -E 'sentproxy/(proxy|discovery)$' || true)
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
 go vet ./...
+bash scripts/check-observability.sh
 go test -race -count=1 -timeout 12m "$@" ./...
