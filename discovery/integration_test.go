@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,32 @@ func TestRoleCheckUsesMasterCredentials(t *testing.T) {
 				t.Fatalf("reason %q leaks the password", st.Reason)
 			}
 		})
+	}
+}
+
+// A seed given by hostname is the same Sentinel its peers announce by IP:
+// it must vote once, not twice.
+func TestSentinelKnownByTwoNamesVotesOnce(t *testing.T) {
+	topo := topology(t, redisproc.TopologyOptions{})
+	first := topo.Sentinels[0]
+	w, err := New(Config{
+		MasterName: topo.MasterName,
+		Sentinels:  []string{"localhost:" + strconv.Itoa(first.Port)},
+		Timeout:    500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := w.CheckOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Views) != 3 {
+		t.Fatalf("%d views (%s); want 3: one per Sentinel", len(st.Views), summarize(st.Views))
+	}
+	if st.Addr != topo.Master.Addr {
+		t.Fatalf("master %q; want %q", st.Addr, topo.Master.Addr)
 	}
 }
