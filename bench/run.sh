@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Throughput and latency of Redis SET/GET through sentproxy, compared with
+# Redis directly and with HAProxy (plain `mode tcp`, one thread), all on
+# loopback. One run starts a master, a Sentinel, sentproxy and HAProxy on free
+# ports, then for ROUNDS rounds runs redis-benchmark against every target, in
+# an order rotated each round so that drift on a shared machine hits all
+# targets alike. It also reads each proxy's CPU time (utime+stime from
+# /proc/PID/stat) around every benchmark to report proxy CPU per request.
+# Writes bench/RESULTS.md (overwritten) and prints the tables.
+#
+# Usage: bench/run.sh
+# Env:   ROUNDS (default 3), REQUESTS_P1 (default 200000), REQUESTS_P16
+#        (default 1000000), CLIENTS (default 50), QUICK=1 (one round, small
+#        counts: a smoke run in well under a minute).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ "${QUICK:-0}" = 1 ]; then
+  ROUNDS=${ROUNDS:-1}
+  REQUESTS_P1=${REQUESTS_P1:-20000}
+  REQUESTS_P16=${REQUESTS_P16:-100000}
+fi
+ROUNDS=${ROUNDS:-3}
+REQUESTS_P1=${REQUESTS_P1:-200000}
+REQUESTS_P16=${REQUESTS_P16:-1000000}
+CLIENTS=${CLIENTS:-50}
+targets=(direct sentproxy haproxy)
+pipes=(1 16)
+
+# --- dependencies -----------------------------------------------------------
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  # Try without refreshing the package lists first; update only if that fails.
+  if ! $sudo apt-get install -y redis-server redis-sentinel redis-tools haproxy >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+    $sudo apt-get install -y redis-server redis-sentinel redis-tools haproxy >/dev/null
+  fi
+fi
+for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy curl python3 go; do
+  command -v "$b" >/dev/null 2>&1 || { echo "bench: $b not found" >&2; exit 1; }
+done
+
+# --- process bookkeeping and cleanup ----------------------------------------
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-bench.XXXXXX")
+pids=()      # long-lived processes, in start order
+bench_pid="" # the redis-benchmark currently running, if any
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; fi
+  local i pid
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+  done
+  # Wait up to ~5s for them to go, then SIGKILL what is left.
+  local deadline=$((SECONDS + 5))
+  for pid in "${pids[@]}" $bench_pid; do
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$OUT"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# poll DESCRIPTION SECONDS PID LOG CMD...: run CMD every 0.1s until it
+# succeeds; fail if the deadline passes or process PID (the one being waited
+# for) exits, showing the end of its LOG.
+poll() {
+  local what=$1 secs=$2 pid=$3 log=$4
+  shift 4
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || die "exited while waiting for $what; log: $(tail -n 20 "$log" 2>/dev/null)"
+    [ $SECONDS -lt $deadline ] || die "timed out after ${secs}s waiting for $what; log: $(tail -n 20 "$log" 2>/dev/null)"
+    sleep 0.1
+  done
+}
+
+alive() { kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited; its log: $(tail -n 20 "$3" 2>/dev/null)"; }
+
+# --- free ports ---------------------------------------------------------------
+read -r MPORT SPORT PPORT WPORT HPORT < <(python3 - <<'PY'
+import socket
+socks = []
+for _ in range(5):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
+PY
+)
+
+# --- build ----------------------------------------------------------------------
+echo "bench: building sentproxy" >&2
+go build -o "$OUT/sentproxy" ./cmd/sentproxy
+
+# --- master -----------------------------------------------------------------------
+mkdir -p "$OUT/master" "$OUT/sentinel"
+cat >"$OUT/master/redis.conf" <<EOF
+bind 127.0.0.1
+port $MPORT
+save ""
+appendonly no
+daemonize no
+dir $OUT/master
+logfile $OUT/master/redis.log
+EOF
+redis-server "$OUT/master/redis.conf" &
+MPID=$!
+pids+=("$MPID")
+poll "redis-server on :$MPORT" 10 "$MPID" "$OUT/master/redis.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $MPORT ping)\" = PONG ]"
+
+# --- Sentinel ---------------------------------------------------------------------
+cat >"$OUT/sentinel/sentinel.conf" <<EOF
+bind 127.0.0.1
+port $SPORT
+daemonize no
+dir $OUT/sentinel
+logfile $OUT/sentinel/sentinel.log
+sentinel monitor mymaster 127.0.0.1 $MPORT 1
+EOF
+redis-sentinel "$OUT/sentinel/sentinel.conf" &
+SPID=$!
+pids+=("$SPID")
+poll "redis-sentinel on :$SPORT" 10 "$SPID" "$OUT/sentinel/sentinel.log" bash -c \
+  "redis-cli -h 127.0.0.1 -p $SPORT sentinel get-master-addr-by-name mymaster | grep -qx $MPORT"
+
+# --- sentproxy ----------------------------------------------------------------------
+sp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+  --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
+"${sp_cmd[@]}" >"$OUT/sentproxy.log" 2>&1 &
+PPID_SP=$!
+pids+=("$PPID_SP")
+poll "sentproxy /readyz on :$WPORT" 30 "$PPID_SP" "$OUT/sentproxy.log" curl -fs -o /dev/null "http://127.0.0.1:$WPORT/readyz"
+alive "$PPID_SP" sentproxy "$OUT/sentproxy.log"
+
+# --- HAProxy ------------------------------------------------------------------------
+cat >"$OUT/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+
+defaults
+    mode tcp
+    maxconn 4096
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+
+frontend redis_in
+    bind 127.0.0.1:$HPORT
+    default_backend redis_master
+
+backend redis_master
+    server master 127.0.0.1:$MPORT maxconn 4096
+EOF
+haproxy -c -q -f "$OUT/haproxy.cfg" || die "haproxy rejected its config"
+haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
+HPID=$!
+pids+=("$HPID")
+poll "haproxy on :$HPORT" 10 "$HPID" "$OUT/haproxy.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $HPORT ping)\" = PONG ]"
+alive "$HPID" haproxy "$OUT/haproxy.log"
+
+# Every target answers PING before measuring.
+poll "sentproxy proxying PING" 10 "$PPID_SP" "$OUT/sentproxy.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $PPORT ping)\" = PONG ]"
+
+port_of() {
+  case $1 in
+    direct) echo "$MPORT" ;;
+    sentproxy) echo "$PPORT" ;;
+    haproxy) echo "$HPORT" ;;
+  esac
+}
+pid_of() {
+  case $1 in
+    direct) echo "$MPID" ;;
+    sentproxy) echo "$PPID_SP" ;;
+    haproxy) echo "$HPID" ;;
+  esac
+}
+
+# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of
+# /proc/PID/stat; counted after the ")" closing the command name, which may
+# contain spaces).
+cpu_ticks() {
+  local line rest
+  read -r line <"/proc/$1/stat"
+  rest=${line##*) }
+  # rest starts at field 3 (state): utime is field 14 -> word 12, stime 13.
+  local -a f
+  read -r -a f <<<"$rest"
+  echo $((f[11] + f[12]))
+}
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# bench_cmd TARGET PIPE: the redis-benchmark command line.
+bench_cmd() {
+  local n
+  if [ "$2" = 1 ]; then n=$REQUESTS_P1; else n=$REQUESTS_P16; fi
+  echo redis-benchmark -h 127.0.0.1 -p "$(port_of "$1")" -c "$CLIENTS" -n "$n" -t set,get -P "$2" -r 100000 -d 16 --csv
+}
+
+# run_bench TARGET PIPE CSV: run one benchmark in the background (so that
+# INT/TERM traps run at once), with a deadline, printing its CSV to CSV.
+run_bench() {
+  local cmd deadline
+  read -r -a cmd <<<"$(bench_cmd "$1" "$2")"
+  "${cmd[@]}" >"$3" 2>"$3.err" &
+  bench_pid=$!
+  deadline=$((SECONDS + 300))
+  while kill -0 "$bench_pid" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      kill "$bench_pid" 2>/dev/null || true
+      die "redis-benchmark against $1 (P=$2) took over 300s"
+    fi
+    sleep 0.2
+  done
+  if ! wait "$bench_pid"; then
+    bench_pid=""
+    die "redis-benchmark against $1 (P=$2) failed: $(cat "$3.err")"
+  fi
+  bench_pid=""
+  grep -q '^"SET"' "$3" && grep -q '^"GET"' "$3" || die "no SET/GET rows from $1 (P=$2): $(cat "$3" "$3.err")"
+}
+
+# --- warm-up (not recorded): fills the keyspace, warms the proxies ---------------
+echo "bench: warm-up" >&2
+for t in "${targets[@]}"; do
+  redis-benchmark -h 127.0.0.1 -p "$(port_of "$t")" -c "$CLIENTS" -n 10000 -t set,get -P 1 -r 100000 -d 16 --csv >/dev/null 2>&1 \
+    || die "warm-up against $t failed"
+done
+
+# --- rounds ---------------------------------------------------------------------------
+raw="$OUT/raw.tsv"
+printf 'round\ttarget\tpipe\ttest\trps\tp50_ms\tp99_ms\trequests\tproxy_cpu_ticks\tmaster_cpu_ticks\n' >"$raw"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+start=$SECONDS
+for ((r = 0; r < ROUNDS; r++)); do
+  for ((k = 0; k < ${#targets[@]}; k++)); do
+    t=${targets[$(((k + r) % ${#targets[@]}))]}
+    for p in "${pipes[@]}"; do
+      alive "$PPID_SP" sentproxy "$OUT/sentproxy.log"
+      alive "$HPID" haproxy "$OUT/haproxy.log"
+      alive "$MPID" redis-server "$OUT/master/redis.log"
+      if [ "$p" = 1 ]; then n=$REQUESTS_P1; else n=$REQUESTS_P16; fi
+      ppid=""
+      [ "$t" = direct ] || ppid=$(pid_of "$t")
+      pc0=0 pc1=0
+      [ -z "$ppid" ] || pc0=$(cpu_ticks "$ppid")
+      mc0=$(cpu_ticks "$MPID")
+      csv="$OUT/r$r-$t-p$p.csv"
+      run_bench "$t" "$p" "$csv"
+      [ -z "$ppid" ] || pc1=$(cpu_ticks "$ppid")
+      mc1=$(cpu_ticks "$MPID")
+      # One invocation runs SET then GET, n requests each; the CPU ticks
+      # cover both and are recorded on both rows (the report divides by 2n).
+      tr -d '"' <"$csv" | awk -F, -v r="$((r + 1))" -v t="$t" -v p="$p" -v n="$n" \
+        -v pc="$((pc1 - pc0))" -v mc="$((mc1 - mc0))" \
+        '$1 == "SET" || $1 == "GET" { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, t, p, $1, $2, $5, $7, n, pc, mc }' >>"$raw"
+      printf 'bench: round %d/%d %-9s P=%-2s %s\n' "$((r + 1))" "$ROUNDS" "$t" "$p" \
+        "$(tr -d '"' <"$csv" | awk -F, '$1=="SET"||$1=="GET"{printf "%s %s rps p50 %s p99 %s; ", $1, $2, $5, $7}')" >&2
+    done
+  done
+done
+elapsed=$((SECONDS - start))
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report ---------------------------------------------------------------------------
+cmds="$OUT/commands.txt"
+{
+  for p in "${pipes[@]}"; do
+    for t in "${targets[@]}"; do
+      printf '%-9s %s\n' "$t:" "$(bench_cmd "$t" "$p")"
+    done
+  done
+} >"$cmds"
+
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then rev="$rev (working tree has uncommitted changes)"; fi
+
+export BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+export BENCH_NPROC=$(nproc)
+export BENCH_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+export BENCH_KERNEL="$(uname -srm)"
+export BENCH_REDIS=$(redis-server --version)
+export BENCH_BENCHMARK=$(redis-benchmark --version 2>/dev/null || echo unknown)
+export BENCH_HAPROXY=$(haproxy -v | head -n 1)
+export BENCH_SENTPROXY="$("$OUT/sentproxy" version) — git $rev"
+export BENCH_GO=$(go version)
+export BENCH_ROUNDS=$ROUNDS BENCH_CLIENTS=$CLIENTS BENCH_CLK_TCK=$CLK_TCK BENCH_ELAPSED=$elapsed
+export BENCH_LOAD="$load_before before the rounds, $load_after after"
+export BENCH_QUICK=${QUICK:-0}
+export BENCH_PORTS="master $MPORT, sentinel $SPORT, sentproxy $PPORT (web $WPORT), haproxy $HPORT"
+export BENCH_SP_CMD="${sp_cmd[*]}"
+export BENCH_SP_CMD=${BENCH_SP_CMD//$OUT/\$OUT}
+
+python3 "$root/bench/report.py" "$raw" "$cmds" "$OUT/haproxy.cfg" "$root/bench/RESULTS.md"
+echo "bench: wrote bench/RESULTS.md (${elapsed}s of benchmarks)" >&2
