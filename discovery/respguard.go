@@ -3,6 +3,7 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 )
 
@@ -174,7 +175,11 @@ func parseLen(b []byte) (int64, error) {
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("%w: bad length %q", errGuard, b)
 		}
-		n = n*10 + int64(c-'0')
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, fmt.Errorf("%w: length %q overflows", errGuard, b)
+		}
+		n = n*10 + d
 	}
 	if neg {
 		if n != 1 {

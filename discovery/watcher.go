@@ -623,10 +623,15 @@ func (w *Watcher) parseMaster(ctx context.Context, sentinelAddr string, m map[st
 		return v, fmt.Errorf("reply names master %q", name)
 	}
 	ip, port := m["ip"], m["port"]
+	if ip == "" {
+		return v, errors.New("reply has no ip")
+	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
 		return v, fmt.Errorf("bad port %q", port)
 	}
+	// "+6379" and "06379" parse, but must not split a vote by spelling.
+	port = strconv.Itoa(p)
 	epoch, err := strconv.ParseInt(m["config-epoch"], 10, 64)
 	if err != nil || epoch < 0 {
 		return v, fmt.Errorf("bad config-epoch %q", m["config-epoch"])
