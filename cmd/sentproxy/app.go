@@ -56,8 +56,8 @@ type app struct {
 	metrics  *metrics.Metrics
 	notifier *notify.Notifier
 	routes   []*routeRunner
-	webLn   net.Listener
-	web     *http.Server
+	webLn    net.Listener
+	web      *http.Server
 }
 
 // newApp binds every listener, so that an address in use fails before

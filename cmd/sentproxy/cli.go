@@ -72,7 +72,7 @@ type WebFlags struct {
 
 // NotifyFlags configure the notifications of master changes.
 type NotifyFlags struct {
-	Exec           string        `name:"exec" placeholder:"PATH" help:"After each master switch, run this program (no shell) with a Sentinel client-reconfig-script's arguments: <master-name> leader start <from-ip> <from-port> <to-ip> <to-port>. Not run when the master is withdrawn."`
+	Exec           string        `name:"exec" placeholder:"PATH" help:"After each master switch, run this program (no shell) with a Sentinel client-reconfig-script's arguments: MASTER-NAME leader start FROM-IP FROM-PORT TO-IP TO-PORT. Not run when the master is withdrawn."`
 	ExecTimeout    time.Duration `name:"exec-timeout" default:"10s" help:"Kill the --notify.exec program (and what it started) after this long."`
 	Webhook        string        `name:"webhook" placeholder:"URL" help:"POST JSON about each master switch or withdrawal to this URL (Slack-style: it has a text field). It may hold a token: prefer the env twin."`
 	WebhookTimeout time.Duration `name:"webhook-timeout" default:"5s" help:"Timeout of one webhook attempt."`
