@@ -16,9 +16,13 @@
 //   - While there is no master, a new client is held (its connection is
 //     accepted and nothing is read from it) for up to Config.HoldTimeout. It
 //     then gets a RESP error naming the master and the reason, and the close.
-//   - Bytes are copied with io.Copy between the raw *net.TCPConns, which the
-//     runtime turns into splice(2); connections are never wrapped. Byte
-//     counts come from io.Copy's return values when a connection ends.
+//   - In ModeTCP bytes are copied with io.Copy between the raw
+//     *net.TCPConns, which the runtime turns into splice(2); connections
+//     are never wrapped. Byte counts come from io.Copy's return values when
+//     a connection ends.
+//   - In ModeRESP commands and replies are framed (internal/resp) and
+//     forwarded as read, never re-encoded; a malformed command gets the
+//     error Redis itself gives, then the close.
 //   - When the client half-closes, the master's remaining replies are still
 //     delivered. When the master's side ends, both legs are closed.
 //   - There is no idle timeout by default: BLPOP and SUBSCRIBE connections

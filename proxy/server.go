@@ -94,6 +94,9 @@ func New(cfg Config) *Server {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = defaultKeepAlive
 	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeTCP
+	}
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -86,6 +86,9 @@ func newApp(cfg appConfig) (*app, error) {
 		rr := &routeRunner{name: r.name, watcher: w}
 		pcfg := cfg.proxy
 		pcfg.Name = r.name
+		if r.mode != "" {
+			pcfg.Mode = r.mode
+		}
 		pcfg.Logger = cfg.logger.With("component", "proxy")
 		pcfg.Observer = countingObserver{Observer: a.metrics, n: &rr.conns}
 		pcfg.OnDialError = func(addr string, err error) {

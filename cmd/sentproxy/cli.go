@@ -55,7 +55,8 @@ type MasterFlags struct {
 // ProxyFlags shape the client side.
 type ProxyFlags struct {
 	ListenAddress  string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
-	Routes         []string      `name:"route" placeholder:"NAME=HOST:PORT" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route. Replaces --sentinel.master-name and --proxy.listen-address."`
+	Routes         []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route, optionally with its own mode (cache=127.0.0.1:6380/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
+	Mode           string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
 	DialTimeout    time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
 	HoldTimeout    time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
 	KeepAlive      time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
@@ -107,6 +108,7 @@ func (f *NotifyFlags) Validate() error {
 type route struct {
 	name   string
 	listen string
+	mode   string // "" means --proxy.mode
 }
 
 func (f *ProxyFlags) routes(masterName string) ([]route, error) {
@@ -118,7 +120,11 @@ func (f *ProxyFlags) routes(masterName string) ([]route, error) {
 	for _, r := range f.Routes {
 		name, addr, ok := strings.Cut(r, "=")
 		if !ok || name == "" || addr == "" {
-			return nil, fmt.Errorf("--proxy.route %q: want NAME=HOST:PORT", r)
+			return nil, fmt.Errorf("--proxy.route %q: want NAME=HOST:PORT[/MODE]", r)
+		}
+		addr, mode, _ := strings.Cut(addr, "/")
+		if mode != "" && mode != "tcp" && mode != "resp" {
+			return nil, fmt.Errorf("--proxy.route %q: mode must be tcp or resp", r)
 		}
 		if names[name] {
 			return nil, fmt.Errorf("--proxy.route: master name %q given twice", name)
@@ -127,7 +133,7 @@ func (f *ProxyFlags) routes(masterName string) ([]route, error) {
 			return nil, fmt.Errorf("--proxy.route: listen address %q given twice", addr)
 		}
 		names[name], addrs[addr] = true, true
-		rs = append(rs, route{name: name, listen: addr})
+		rs = append(rs, route{name: name, listen: addr, mode: mode})
 	}
 	return rs, nil
 }

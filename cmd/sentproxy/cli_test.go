@@ -45,6 +45,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"password and password file", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--sentinel.password=a", "--sentinel.password-file=" + present}, "can't be used together"},
 		{"unreadable password file", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.password-file=" + missing}, "password file"},
 		{"route without address", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=cache"}, "NAME=HOST:PORT"},
+		{"route with an unknown mode", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1/http"}, "mode must be tcp or resp"},
+		{"unknown mode", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.mode=http"}, "--proxy.mode"},
 		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
 		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},
 		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},

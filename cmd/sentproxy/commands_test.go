@@ -19,7 +19,8 @@ import (
 )
 
 // One process serves two master names under one Sentinel set, each on its
-// own address; a failover of one leaves the other's connections alone.
+// own address (here one in each mode); a failover of one leaves the
+// other's connections alone.
 func TestTwoRoutesUnderOneSentinelSet(t *testing.T) {
 	topo := startTopology(t)
 	queue := testredis.StartServer(t, redisproc.Options{})
@@ -34,7 +35,7 @@ func TestTwoRoutesUnderOneSentinelSet(t *testing.T) {
 		}
 	}
 	h := startHarness(t, topo, func(c *appConfig) {
-		c.routes = []route{{name: "mymaster", listen: "127.0.0.1:0"}, {name: "queue", listen: "127.0.0.1:0"}}
+		c.routes = []route{{name: "mymaster", listen: "127.0.0.1:0"}, {name: "queue", listen: "127.0.0.1:0", mode: "resp"}}
 	})
 	queueAddr := h.app.routes[1].ln.Addr().String()
 	h.waitRouted(topo.Master.Addr, 10*time.Second)

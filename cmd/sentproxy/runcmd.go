@@ -35,6 +35,7 @@ func (c *RunCmd) Validate() error {
 		routes:    routes,
 		discovery: dcfg,
 		proxy: proxy.Config{
+			Mode:           c.Proxy.Mode,
 			DialTimeout:    c.Proxy.DialTimeout,
 			HoldTimeout:    negIfZero(c.Proxy.HoldTimeout),
 			KeepAlive:      negIfZero(c.Proxy.KeepAlive),
