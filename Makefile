@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
             -X github.com/prometheus/common/version.Revision=$(REVISION)
 
-.PHONY: build test demo bench failover-bench vet
+.PHONY: build test demo bench failover-bench vet lint check-observability
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sentproxy ./cmd/sentproxy
@@ -18,6 +18,12 @@ demo:
 
 vet:
 	go vet ./...
+
+lint:
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+check-observability:
+	bash scripts/check-observability.sh
 
 bench:
 	bash bench/run.sh

@@ -306,10 +306,10 @@ func (t *Topology) converged(ctx context.Context) error {
 			continue
 		}
 		if a.err != nil {
-			return fmt.Errorf("Sentinel %s: %w", a.sentinel, a.err)
+			return fmt.Errorf("redisproc: Sentinel %s: %w", a.sentinel, a.err)
 		}
 		if master != "" && a.addr != master {
-			return fmt.Errorf("Sentinels disagree: %s vs %s", master, a.addr)
+			return fmt.Errorf("redisproc: Sentinels disagree: %s vs %s", master, a.addr)
 		}
 		master = a.addr
 	}
@@ -389,7 +389,7 @@ func (t *Topology) replicating(ctx context.Context, p *Process, master string) e
 func (t *Topology) sentinelKnows(ctx context.Context, s *Process, what string, want []string) error {
 	v, err := do(ctx, s.Addr, s.password, "SENTINEL", what, t.MasterName)
 	if err != nil {
-		return fmt.Errorf("Sentinel %s: SENTINEL %s: %w", s.Addr, what, err)
+		return fmt.Errorf("redisproc: Sentinel %s: SENTINEL %s: %w", s.Addr, what, err)
 	}
 	entries, _ := v.([]any)
 	flags := map[string]string{}
@@ -400,11 +400,11 @@ func (t *Topology) sentinelKnows(ctx context.Context, s *Process, what string, w
 	for _, addr := range want {
 		fl, ok := flags[addr]
 		if !ok {
-			return fmt.Errorf("Sentinel %s does not list %s in SENTINEL %s yet (has %s)", s.Addr, addr, what, sortedKeys(flags))
+			return fmt.Errorf("redisproc: Sentinel %s does not list %s in SENTINEL %s yet (has %s)", s.Addr, addr, what, sortedKeys(flags))
 		}
 		for _, bad := range []string{"s_down", "o_down", "disconnected"} {
 			if slices.Contains(strings.Split(fl, ","), bad) {
-				return fmt.Errorf("Sentinel %s sees %s as %s", s.Addr, addr, fl)
+				return fmt.Errorf("redisproc: Sentinel %s sees %s as %s", s.Addr, addr, fl)
 			}
 		}
 	}
