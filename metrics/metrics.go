@@ -65,6 +65,7 @@ type Metrics struct {
 	masterUp          *prometheus.GaugeVec
 	masterLastSwitch  *prometheus.GaugeVec
 	cutover           *prometheus.HistogramVec
+	notifyResults     *prometheus.CounterVec
 
 	sentinelUp       *prometheus.GaugeVec
 	sentinelRequests *prometheus.CounterVec
@@ -242,12 +243,20 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:      "Bytes relayed by closed client connections, by direction.",
 		}, []string{labelMaster, labelDirection}),
 
+		notifyResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace,
+			Subsystem: "notify",
+			Name:      "results_total",
+			Help:      "Switch notifications by sink (exec, webhook) and result (ok, error; a dropped one is an error).",
+		}, []string{"sink", "result"}),
+
 		infoAddr: make(map[string]string),
 	}
 	reg.MustRegister(
 		m.masterSwitches, m.masterWithdrawals, m.masterInfo, m.masterUp, m.masterLastSwitch, m.cutover,
 		m.sentinelUp, m.sentinelRequests, m.sentinelDuration, m.sentinelKnown, m.sentinelAnswered, m.sentinelAgreeing,
 		m.connections, m.activeConnections, m.closedConnections, m.connDuration, m.dialDuration, m.dialErrors, m.bytes,
+		m.notifyResults,
 	)
 	return m
 }
@@ -420,6 +429,18 @@ func (m *Metrics) Cutover(master string, took time.Duration) {
 		return
 	}
 	m.forName(master).cutover.Observe(took.Seconds())
+}
+
+// NotifyResult counts one switch notification's outcome; err nil is success.
+func (m *Metrics) NotifyResult(sink string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.notifyResults.WithLabelValues(sink, result).Inc()
 }
 
 // NewRegistry returns a registry with the Go runtime, process and

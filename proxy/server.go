@@ -123,6 +123,10 @@ func (s *Server) Master() string {
 	return s.master
 }
 
+// ActiveConnections is the number of client connections open now, held
+// ones included.
+func (s *Server) ActiveConnections() int64 { return s.active.Load() }
+
 // SetMaster routes new clients to addr and closes, both legs, every
 // connection open to any other address. When it returns, no byte more is
 // written to the previous master through this server.

@@ -20,6 +20,7 @@ import (
 var (
 	_ proxy.Observer     = (*metrics.Metrics)(nil)
 	_ discovery.Observer = (*metrics.Metrics)(nil)
+	_ notify.Observer    = (*metrics.Metrics)(nil)
 )
 
 // appConfig is everything the running proxy needs, already validated.
@@ -44,7 +45,6 @@ type routeRunner struct {
 	watcher *discovery.Watcher
 	server  *proxy.Server
 	ln      net.Listener
-	conns   connCounter   // client connections open now, held ones included
 	history switchHistory // the last changes of the routed master, for /status
 }
 
@@ -67,6 +67,7 @@ func newApp(cfg appConfig) (*app, error) {
 	a := &app{cfg: cfg, log: cfg.logger, metrics: metrics.New(reg)}
 	ncfg := cfg.notify
 	ncfg.Logger = cfg.logger.With("component", "notify")
+	ncfg.Observer = a.metrics
 	a.notifier = notify.New(ncfg)
 	ok := false
 	defer func() {
@@ -90,7 +91,7 @@ func newApp(cfg appConfig) (*app, error) {
 			pcfg.Mode = r.mode
 		}
 		pcfg.Logger = cfg.logger.With("component", "proxy")
-		pcfg.Observer = countingObserver{Observer: a.metrics, n: &rr.conns}
+		pcfg.Observer = a.metrics
 		pcfg.OnDialError = func(addr string, err error) {
 			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
 		}

@@ -8,12 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sentproxy/sentproxy/discovery"
-	"github.com/sentproxy/sentproxy/proxy"
 )
 
 // defaultWebAddress is --web.listen-address's default, which `status` and
@@ -107,27 +105,6 @@ func (h *switchHistory) newestFirst() []switchRecord {
 	return out
 }
 
-// connCounter counts a route's open client connections. The proxy does not
-// expose the count; this sees the same Observer calls as the
-// sentproxy_proxy_active_connections gauge.
-type connCounter struct{ n atomic.Int64 }
-
-// countingObserver passes the proxy's events on and keeps the count.
-type countingObserver struct {
-	proxy.Observer
-	n *connCounter
-}
-
-func (o countingObserver) ConnectionAccepted(route string) {
-	o.n.n.Add(1)
-	o.Observer.ConnectionAccepted(route)
-}
-
-func (o countingObserver) ConnectionClosed(route, reason string, lifetime time.Duration, clientToMaster, masterToClient int64) {
-	o.n.n.Add(-1)
-	o.Observer.ConnectionClosed(route, reason, lifetime, clientToMaster, masterToClient)
-}
-
 // status serves /status: what each route routes to and why, each
 // Sentinel's view, open connections and recent switches, as JSON.
 func (a *app) status(w http.ResponseWriter, _ *http.Request) {
@@ -143,7 +120,7 @@ func (a *app) status(w http.ResponseWriter, _ *http.Request) {
 			Reason:            st.Reason,
 			CheckedAt:         st.Checked,
 			Sentinels:         toCheckResult(st).Sentinels,
-			ActiveConnections: r.conns.n.Load(),
+			ActiveConnections: r.server.ActiveConnections(),
 			RecentSwitches:    r.history.newestFirst(),
 		})
 	}
