@@ -273,9 +273,8 @@ func TestExecFailures(t *testing.T) {
 			if n.Failures() != 1 {
 				t.Fatalf("Failures() = %d; want 1", n.Failures())
 			}
-			if !strings.Contains(logs.String(), "notification failed") {
-				t.Fatalf("log lacks the failure:\n%s", logs.String())
-			}
+			// The outcome is reported before it is logged; wait for the line.
+			eventually(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "notification failed") })
 		})
 	}
 }
@@ -430,6 +429,7 @@ func TestWebhookTimeoutAndSecrecy(t *testing.T) {
 		t.Fatalf("err = %v; want a timeout", err)
 	}
 	host := strings.TrimPrefix(srv.URL, "http://")
+	eventually(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "notification failed") })
 	if !strings.Contains(err.Error(), host) || !strings.Contains(logs.String(), "host="+host) {
 		t.Fatalf("err %v / log %s; want the host %s named", err, logs.String(), host)
 	}
