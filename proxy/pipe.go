@@ -18,6 +18,8 @@ type session struct {
 	up     net.Conn
 	upAddr string
 
+	rc *respConn // set in ModeRESP
+
 	cutOnce   sync.Once
 	cutReason atomic.Pointer[string]
 	lastIO    atomic.Int64 // unix nanos of the last byte moved; idle timeout only
@@ -46,6 +48,9 @@ func (ss *session) cut(reason string) {
 		}
 		ss.up.Close()
 		ss.client.Close()
+		if ss.rc != nil {
+			ss.rc.end()
+		}
 	})
 }
 

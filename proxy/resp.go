@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/sentproxy/sentproxy/internal/resp"
 )
@@ -14,7 +16,7 @@ const (
 	// ModeTCP splices bytes both ways without looking at them.
 	ModeTCP = "tcp"
 	// ModeRESP parses commands and replies (without re-encoding them) so
-	// that it can keep count of what is in flight.
+	// that a failover looks to the client like a pause.
 	ModeRESP = "resp"
 )
 
@@ -23,44 +25,153 @@ const (
 	// maxCommandBytes bounds one client command held in memory; a longer
 	// one is refused. Replies of any size stream through.
 	maxCommandBytes = 64 << 20
+	// maxRetained bounds the bytes of one client's commands awaiting a
+	// reply; past it the client is not read until replies drain.
+	maxRetained = 16 << 20
+	// replayTimeout bounds restoring a connection's state on a new master.
+	replayTimeout = 5 * time.Second
 )
 
-// respConn is the command-aware half of a session: it keeps track of which
-// commands are in flight so that replies can be matched to them.
-//
-// Two goroutines run per client, as in TCP mode: one reads commands and
-// writes them to the master, one reads replies and writes them to the
-// client. Both forward the bytes they read as they are, in one write per
-// read, so the steady state costs two reads, two writes and a parse; the
-// only shared state is the count of replies owed, under mu.
-type respConn struct {
-	ss *session
+// Replies sentproxy gives itself during a failover.
+var (
+	errUnknownOutcome = []byte("-ERR sentproxy: the master failed while this write was in flight; its outcome is unknown\r\n")
+	errNoMasterHold   = []byte("-ERR sentproxy: no master within the failover hold; command not run\r\n")
+	errMultiAborted   = []byte("-ERR sentproxy: the master failed over inside MULTI; the transaction will be discarded\r\n")
+	errExecAbort      = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
+	errReplayFailed   = []byte("-ERR sentproxy: could not restore this connection's state on the new master\r\n")
+	replyOK           = []byte("+OK\r\n")
+	replyQueued       = []byte("+QUEUED\r\n")
+	replyNilArray2    = []byte("*-1\r\n")
+	replyNull3        = []byte("_\r\n")
+	noReply           = []byte{}
+)
 
-	mu       sync.Mutex
-	owed     int    // top-level replies the master still owes the client
-	stream   bool   // pub/sub (RESP2) or MONITOR: replies are not counted
-	resp3    bool   // HELLO 3 succeeded; pushes are typed '>'
-	protoErr []byte // a protocol error to send once owed reaches 0, then close
-	replyOff bool   // CLIENT REPLY OFF in force
-	skipNext bool   // CLIENT REPLY SKIP: the next command gets no reply
+// Kinds of command whose success changes what a failover must do.
+const (
+	kindPlain uint8 = iota
+	kindMulti
+	kindExec
+	kindDiscard
+	kindWatch
+	kindUnwatch
+	kindSelect
+	kindAuth
+	kindHello
+	kindSetname
+)
+
+// entry is one queued command: its bytes in the retained stream, the
+// replies still owed, and, when local is set, the reply sentproxy gives
+// itself once the entry reaches the head of the queue (noReply: none).
+type entry struct {
+	start, end int64 // the command's bytes in the retained stream
+	replies    int32 // top-level replies still owed; 0: none expected
+	kind       uint8
+	retry      bool // read-only: safe to send again after a failover
+	local      []byte
+}
+
+// respConn is the command-aware half of a session. Two goroutines run per
+// client, as in TCP mode: one reads commands and writes them to the master,
+// one reads replies and writes them to the client, each forwarding what it
+// read as it came. The queue of commands awaiting replies is the only shared
+// state.
+//
+// When the master goes away (a switch, a reset, or a -READONLY, -LOADING or
+// -MASTERDOWN saying this server cannot serve the command), the reply reader
+// holds the session: read-only commands in flight are sent again to the new
+// master, writes in flight get an error saying their outcome is unknown
+// (never a silent replay), commands not yet sent wait, and the connection's
+// state (HELLO/AUTH, SELECT, CLIENT SETNAME, subscriptions, MONITOR) is
+// replayed on the new master first.
+type respConn struct {
+	ss  *session
+	srv *Server
+
+	mu         sync.Mutex
+	resumed    *sync.Cond // broadcast when a recovery ends, the queue drains or the session ends
+	up         net.Conn
+	upAddr     string
+	recovering bool
+	closed     bool
+	q          []entry // ring buffer
+	qHead      int
+	qLen       int
+	sent       []byte // retained command bytes, sent[0] at stream offset sentBase
+	sentBase   int64
+	sentEnd    int64
+	writtenTo  int64 // stream offset up to which bytes went to the current master
+
+	stream    bool // RESP2 subscribed mode or MONITOR: replies are not counted
+	monitor   bool
+	resp3     bool
+	replyOff  bool
+	skipNext  bool
+	inMulti   bool // MULTI answered, EXEC/DISCARD not yet
+	watching  bool // WATCH answered, not yet consumed
+	multiLost bool // the transaction died in a failover: answer for it until EXEC/DISCARD
+	watchLost bool // WATCHed keys cannot be vouched for after a failover: EXEC answers nil
+	protoErr  []byte
+
+	// State replayed on a new master, as the raw commands that set it.
+	hello, auth, sel, setname []byte
+	subs                      [][]byte
 
 	wmu sync.Mutex // serialises writes to the client
 }
 
+func newRespConn(ss *session) *respConn {
+	rc := &respConn{ss: ss, srv: ss.server, up: ss.up, upAddr: ss.upAddr, q: make([]entry, 64)}
+	rc.resumed = sync.NewCond(&rc.mu)
+	return rc
+}
+
+// masterMoved resets the master leg so that not one more byte reaches the
+// old master; the reply reader then recovers onto the new one. The Server
+// calls it when the master changed away from this connection's.
+func (rc *respConn) masterMoved() {
+	rc.mu.Lock()
+	up := rc.up
+	// Hold new commands from now on: written to the reset connection they
+	// would be lost, and counted as writes of unknown outcome.
+	if !rc.closed {
+		rc.recovering = true
+	}
+	rc.mu.Unlock()
+	resetConn(up)
+}
+
+// end closes the master leg for good and wakes every waiter.
+func (rc *respConn) end() {
+	rc.mu.Lock()
+	rc.closed = true
+	up := rc.up
+	rc.resumed.Broadcast()
+	rc.mu.Unlock()
+	resetConn(up)
+}
+
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
 // runRESP is run() for ModeRESP.
 func (ss *session) runRESP() {
-	rc := &respConn{ss: ss}
+	rc := ss.rc
 	done := make(chan direction, 2)
 	go respClientToMaster(rc, done)
 	go respMasterToClient(rc, done)
 	first := <-done
 	if first == masterToClient {
 		ss.client.Close()
-		ss.up.Close()
+		rc.end()
 	}
 	<-done
 	ss.client.Close()
-	ss.up.Close()
+	rc.end()
 	switch {
 	case ss.cutReason.Load() != nil:
 		ss.reason = *ss.cutReason.Load()
@@ -71,18 +182,85 @@ func (ss *session) runRESP() {
 	}
 }
 
+// --- queue ---
+
+func (rc *respConn) push(e entry) {
+	if rc.qLen == len(rc.q) {
+		q := make([]entry, 2*len(rc.q))
+		for i := 0; i < rc.qLen; i++ {
+			q[i] = *rc.at(i)
+		}
+		rc.q, rc.qHead = q, 0
+	}
+	rc.q[(rc.qHead+rc.qLen)%len(rc.q)] = e
+	rc.qLen++
+}
+
+func (rc *respConn) at(i int) *entry { return &rc.q[(rc.qHead+i)%len(rc.q)] }
+
+func (rc *respConn) pop() {
+	rc.q[rc.qHead] = entry{}
+	rc.qHead = (rc.qHead + 1) % len(rc.q)
+	rc.qLen--
+}
+
+// bytesOf returns an entry's retained bytes.
+func (rc *respConn) bytesOf(e *entry) []byte {
+	return rc.sent[e.start-rc.sentBase : e.end-rc.sentBase]
+}
+
+// trim drops retained bytes that no queued entry needs and that were
+// written; it copies only when that frees at least half the buffer.
+func (rc *respConn) trim() {
+	keep := rc.writtenTo
+	if rc.qLen > 0 && rc.at(0).start < keep {
+		keep = rc.at(0).start
+	}
+	drop := keep - rc.sentBase
+	switch {
+	case drop <= 0:
+		return
+	case drop == int64(len(rc.sent)):
+		rc.sent = rc.sent[:0]
+	case drop >= int64(len(rc.sent))/2:
+		rc.sent = append(rc.sent[:0], rc.sent[drop:]...)
+	default:
+		return
+	}
+	rc.sentBase = keep
+}
+
+// settleHead pops entries at the head that need nothing from the master:
+// local replies (returned, to be written in order) and silent commands.
+func (rc *respConn) settleHead(out []byte) []byte {
+	for rc.qLen > 0 {
+		e := rc.at(0)
+		switch {
+		case e.local != nil:
+			out = append(out, e.local...)
+		case e.replies == 0 && e.end <= rc.writtenTo:
+		default:
+			rc.trim()
+			return out
+		}
+		rc.pop()
+	}
+	rc.trim()
+	return out
+}
+
+// --- client to master ---
+
 // respClientToMaster reads client commands, checks their framing with
-// Redis's rules and forwards each batch of complete commands in one write.
+// Redis's rules, queues them, and forwards each batch in one write.
 func respClientToMaster(rc *respConn, done chan<- direction) {
 	ss := rc.ss
-	defer func() {
-		closeWrite(ss.up)
-		done <- clientToMaster
-	}()
+	defer func() { done <- clientToMaster }()
 	cs := resp.NewCommandScanner(0)
 	buf := make([]byte, respReadBuf)
-	// buf[start:end] is read but not yet forwarded; buf[start:scanned] is
-	// the part of an unfinished command the scanner has already seen.
+	var batch []byte
+	// buf[start:end] is read but not yet queued; buf[start:scanned] is the
+	// part of an unfinished command the scanner has already seen.
 	start, scanned, end := 0, 0, 0
 	for {
 		if end == len(buf) {
@@ -97,192 +275,653 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 				return
 			}
 		}
-		n, err := ss.client.Read(buf[end:])
+		n, rerr := ss.client.Read(buf[end:])
 		end += n
-		fwdEnd := start // end of the last complete command
+		var perr error
+		rc.mu.Lock()
 		for scanned < end {
-			k, complete, perr := cs.Next(buf[scanned:end])
+			k, complete, err := cs.Next(buf[scanned:end])
 			scanned += k
-			if perr != nil {
-				ss.c2m += rc.forward(buf[start:fwdEnd])
-				rc.failProtocol(perr.Error())
-				return
+			if err != nil {
+				perr = err
+				break
 			}
 			if complete {
-				rc.account(cs.Command())
-				fwdEnd = scanned
+				rc.queue(cs.Command(), buf[start:scanned])
+				start = scanned
 			}
 		}
-		if fwdEnd > start {
-			w := rc.forward(buf[start:fwdEnd])
-			ss.c2m += w
-			if w < int64(fwdEnd-start) {
-				return
+		// Hold while the reply reader recovers, and while too much is
+		// waiting for replies: the kernel's socket buffer then holds the
+		// client, not our memory.
+		for (rc.recovering || len(rc.sent) > maxRetained) && !rc.closed {
+			rc.resumed.Wait()
+		}
+		if rc.closed {
+			rc.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], rc.sent[rc.writtenTo-rc.sentBase:]...)
+		rc.writtenTo = rc.sentEnd
+		local := rc.settleHead(nil)
+		up := rc.up
+		rc.mu.Unlock()
+		if len(local) > 0 {
+			rc.writeClient(local)
+		}
+		if len(batch) > 0 {
+			if w, _ := up.Write(batch); w > 0 {
+				ss.c2m += int64(w)
 			}
-			start = fwdEnd
+			// A failed write means the master went away; the reply
+			// reader sees it too and recovers.
 		}
 		if start == end {
 			start, scanned, end = 0, 0, 0
 		}
-		if err != nil {
+		if perr != nil {
+			rc.failProtocol(perr.Error())
+			return
+		}
+		if rerr != nil {
+			rc.mu.Lock()
+			up := rc.up
+			rc.mu.Unlock()
+			closeWrite(up)
 			return
 		}
 	}
 }
 
-func (rc *respConn) forward(b []byte) int64 {
-	if len(b) == 0 {
-		return 0
-	}
-	n, _ := rc.ss.up.Write(b)
-	return int64(n)
-}
-
-// account records the replies a command will get. It runs before the
-// command is written, so a reply can never arrive for a command not yet
-// counted.
-func (rc *respConn) account(c *resp.Command) {
+// queue records one complete command; rc.mu is held.
+func (rc *respConn) queue(c *resp.Command, raw []byte) {
 	if c.Argc == 0 {
-		return // Redis skips empty commands without a reply
+		// Redis skips empty commands without a reply.
+		return
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
+	e := entry{replies: 1}
 	name := c.Name()
 	switch string(name) {
-	case "subscribe", "psubscribe", "ssubscribe":
+	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
+		rc.subs = append(rc.subs, append([]byte(nil), raw...))
 		if !rc.resp3 {
-			// RESP2 subscribed mode: messages arrive unasked, so from
-			// here on the replies are a stream, not counted.
 			rc.stream = true
 		}
-		return
+		// Confirmations come in the stream (RESP2) or as pushes (RESP3).
+		e.replies = 0
 	case "monitor":
-		rc.stream = true
-		return
+		rc.stream, rc.monitor = true, true
+		e.replies = 0
 	case "client":
-		if arg, _ := c.Arg(1); equalFold(arg, "reply") && c.Argc == 3 {
+		sub, _ := c.Arg(1)
+		switch {
+		case equalFold(sub, "reply") && c.Argc == 3:
 			mode, _ := c.Arg(2)
 			switch {
 			case equalFold(mode, "off"):
 				rc.replyOff = true
-				return
+				e.replies = 0
 			case equalFold(mode, "skip"):
 				rc.skipNext = true
-				return
+				e.replies = 0
 			case equalFold(mode, "on"):
 				rc.replyOff, rc.skipNext = false, false
-				rc.owed++
-				return
 			}
+			rc.appendEntry(e, raw)
+			return
+		case equalFold(sub, "setname"):
+			e.kind = kindSetname
 		}
 	case "hello":
-		if v, _ := c.Arg(1); len(v) == 1 && v[0] == '3' {
-			rc.resp3 = true
-		} else if len(v) == 1 && v[0] == '2' {
-			rc.resp3 = false
-		}
+		e.kind = kindHello
+	case "auth":
+		e.kind = kindAuth
+	case "select":
+		e.kind = kindSelect
+	case "multi":
+		e.kind = kindMulti
+	case "exec":
+		e.kind = kindExec
+	case "discard":
+		e.kind = kindDiscard
+	case "watch":
+		e.kind = kindWatch
+	case "unwatch":
+		e.kind = kindUnwatch
 	case "reset":
-		rc.stream, rc.replyOff, rc.skipNext = false, false, false
+		rc.stream, rc.monitor, rc.replyOff, rc.skipNext = false, false, false, false
+		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost = false, false, false, false
+		rc.hello, rc.auth, rc.sel, rc.setname, rc.subs = nil, nil, nil, nil, nil
+		rc.resp3 = false
+	default:
+		e.retry = readOnly(name)
 	}
-	if rc.replyOff || rc.stream {
-		return
-	}
-	if rc.skipNext {
+	switch {
+	case rc.replyOff:
+		e.replies = 0
+	case rc.skipNext:
 		rc.skipNext = false
-		return
+		e.replies = 0
+	case rc.stream && string(name) != "reset":
+		// In RESP2 subscribed mode and MONITOR, replies come in the stream.
+		e.replies = 0
 	}
-	rc.owed++
+	if rc.multiLost || rc.watchLost {
+		if rc.answerLostTransaction(&e) {
+			rc.push(e)
+			return
+		}
+	}
+	rc.appendEntry(e, raw)
 }
 
-// failProtocol answers a malformed command as Redis does (an error after the
-// replies to the commands before it, then the close).
+// answerLostTransaction gives a local answer to a command of a
+// transaction that a failover broke, as Redis would answer a transaction
+// that cannot commit. It reports whether e was answered locally.
+func (rc *respConn) answerLostTransaction(e *entry) bool {
+	switch {
+	case rc.multiLost:
+		switch e.kind {
+		case kindExec:
+			e.local = errExecAbort
+			rc.multiLost, rc.watchLost = false, false
+		case kindDiscard:
+			e.local = replyOK
+			rc.multiLost, rc.watchLost = false, false
+		default:
+			e.local = errMultiAborted
+		}
+	case rc.watchLost:
+		// A WATCH before the failover cannot be honoured: whatever the
+		// client queues, EXEC answers the nil of "a watched key changed",
+		// which clients already handle by retrying.
+		switch e.kind {
+		case kindMulti:
+			rc.inMulti = true
+			e.local = replyOK
+		case kindExec:
+			e.local = rc.nilArray()
+			rc.watchLost, rc.inMulti = false, false
+		case kindDiscard, kindUnwatch:
+			e.local = replyOK
+			rc.watchLost, rc.inMulti = false, false
+		case kindWatch:
+			return false // WATCHing again is fine; still lost until EXEC
+		default:
+			if !rc.inMulti {
+				return false
+			}
+			e.local = replyQueued
+		}
+	}
+	if e.replies == 0 {
+		e.local = noReply
+	}
+	return true
+}
+
+func (rc *respConn) nilArray() []byte {
+	if rc.resp3 {
+		return replyNull3
+	}
+	return replyNilArray2
+}
+
+func (rc *respConn) appendEntry(e entry, raw []byte) {
+	e.start = rc.sentEnd
+	rc.sent = append(rc.sent, raw...)
+	rc.sentEnd += int64(len(raw))
+	e.end = rc.sentEnd
+	rc.push(e)
+}
+
+// failProtocol answers a malformed command as Redis does: after the replies
+// to the commands before it, the error, then the close.
 func (rc *respConn) failProtocol(msg string) {
-	rc.mu.Lock()
 	line := []byte("-ERR " + msg + "\r\n")
-	if rc.owed > 0 && !rc.stream {
-		rc.protoErr = line // respMasterToClient sends it when the replies are in
+	rc.mu.Lock()
+	if rc.qLen > 0 && !rc.stream {
+		rc.protoErr = line // the reply reader sends it when the queue drains
 		rc.mu.Unlock()
 		return
 	}
 	rc.mu.Unlock()
 	rc.writeClient(line)
 	rc.ss.client.Close()
-	rc.ss.up.Close()
+	rc.end()
 }
 
 func (rc *respConn) writeClient(b []byte) (int, error) {
 	rc.wmu.Lock()
 	defer rc.wmu.Unlock()
-	return rc.ss.client.Write(b)
+	n, err := rc.ss.client.Write(b)
+	rc.ss.m2c += int64(n)
+	return n, err
 }
 
-// respMasterToClient reads replies, counts complete ones against what is
-// owed, and forwards every read to the client as it came, so that a reply
-// of any size streams through.
+// --- master to client ---
+
+// retryable reports whether an error reply means the command did not run
+// because this server cannot serve it now (it is a replica, loading, or
+// cut off from its master), so it can go to the right master instead.
+func retryable(head []byte) bool {
+	for _, p := range []string{"READONLY", "LOADING", "MASTERDOWN"} {
+		if len(head) >= len(p) && string(head[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+// respMasterToClient reads replies, settles them against the queue and
+// forwards what it read, so that a reply of any size streams through. It
+// recovers onto a new master when the current one goes away.
 func respMasterToClient(rc *respConn, done chan<- direction) {
 	ss := rc.ss
 	defer func() { done <- masterToClient }()
 	sc := resp.NewScanner(resp.Limits{})
 	buf := make([]byte, respReadBuf)
+	var out []byte
 	for {
-		n, err := ss.up.Read(buf)
+		rc.mu.Lock()
+		up, upAddr := rc.up, rc.upAddr
+		rc.mu.Unlock()
+		n, err := up.Read(buf)
+		suspect := false
 		if n > 0 {
-			var protoErr []byte
-			chunk := buf[:n]
-			for len(chunk) > 0 {
-				k, complete, serr := sc.Next(chunk)
-				chunk = chunk[k:]
+			from, pos := 0, 0
+			valueStart, startedHere := 0, true
+			for pos < n {
+				if !sc.InValue() {
+					valueStart, startedHere = pos, true
+				}
+				k, complete, serr := sc.Next(buf[pos:n])
+				pos += k
 				if serr != nil {
 					// The master broke framing: nothing after this can be
-					// matched. End the session.
+					// matched to a command.
+					ss.server.log.Warn("master sent malformed RESP", "upstream", upAddr, "err", serr)
+					rc.writeClient(buf[from:valueStart])
+					from, pos = n, n
+					suspect = true
+					break
+				}
+				if !complete {
+					startedHere = false
+					continue
+				}
+				rc.mu.Lock()
+				act := rc.settleReply(sc.Type(), sc.Head(), startedHere)
+				if act == replySuppress {
+					rc.mu.Unlock()
+					rc.writeClient(buf[from:valueStart])
+					from, pos = n, n
+					suspect = true
+					break
+				}
+				out = rc.settleHead(out[:0])
+				var protoErr []byte
+				if rc.qLen == 0 && rc.protoErr != nil {
+					protoErr, rc.protoErr = rc.protoErr, nil
+				}
+				rc.mu.Unlock()
+				if len(out) > 0 || protoErr != nil {
+					rc.writeClient(buf[from:pos])
+					from = pos
+					rc.writeClient(out)
+				}
+				if protoErr != nil {
+					rc.writeClient(protoErr)
+					ss.client.Close()
 					return
 				}
-				if complete {
-					protoErr = rc.replied(sc.Type(), sc.Head())
+			}
+			if from < pos {
+				if _, werr := rc.writeClient(buf[from:pos]); werr != nil {
+					return
 				}
 			}
-			w, werr := rc.writeClient(buf[:n])
-			ss.m2c += int64(w)
-			if werr != nil {
-				return
-			}
-			if protoErr != nil {
-				rc.writeClient(protoErr)
-				ss.client.Close()
-				ss.up.Close()
-				return
-			}
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				ss.server.log.Debug("master read failed", "err", err)
-			}
+		if err == nil && !suspect {
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			ss.server.log.Debug("master read failed", "upstream", upAddr, "err", err)
+		}
+		if !rc.recover(suspect) {
 			return
+		}
+		sc.Reset()
+	}
+}
+
+// Outcomes of settling a reply.
+const (
+	replyForward = iota
+	replySuppress
+)
+
+// settleReply matches one complete top-level value from the master to the
+// queue; rc.mu is held.
+func (rc *respConn) settleReply(typ byte, head []byte, whole bool) int {
+	if typ == '>' {
+		return replyForward // RESP3 push: never a reply to a command
+	}
+	if rc.stream {
+		if typ == '+' && string(head) == "RESET" {
+			rc.stream, rc.monitor = false, false
+		}
+		return replyForward
+	}
+	if rc.qLen == 0 {
+		return replyForward // nothing owed: forward, as a plain proxy would
+	}
+	e := rc.at(0)
+	if e.local != nil || e.replies == 0 {
+		return replyForward
+	}
+	if typ == '-' && whole && retryable(head) {
+		// The command did not run: keep it queued, safe to send to the
+		// right master whatever it does.
+		e.retry = true
+		return replySuppress
+	}
+	e.replies--
+	if e.replies > 0 {
+		return replyForward
+	}
+	if typ != '-' {
+		rc.recordState(e)
+	}
+	rc.pop()
+	return replyForward
+}
+
+// recordState remembers what a successful command changed about the
+// connection, for replay on a new master.
+func (rc *respConn) recordState(e *entry) {
+	switch e.kind {
+	case kindSelect:
+		rc.sel = append(rc.sel[:0], rc.bytesOf(e)...)
+	case kindAuth:
+		rc.auth = append(rc.auth[:0], rc.bytesOf(e)...)
+	case kindHello:
+		rc.hello = append(rc.hello[:0], rc.bytesOf(e)...)
+		rc.resp3 = helloVersion(rc.hello) == '3'
+	case kindSetname:
+		rc.setname = append(rc.setname[:0], rc.bytesOf(e)...)
+	case kindMulti:
+		rc.inMulti = true
+	case kindExec, kindDiscard:
+		rc.inMulti, rc.watching = false, false
+	case kindWatch:
+		rc.watching = true
+	case kindUnwatch:
+		rc.watching = false
+	}
+}
+
+// helloVersion returns the protocol digit of a raw HELLO command, 0 if none.
+func helloVersion(raw []byte) byte {
+	sc := resp.NewCommandScanner(0)
+	if _, done, err := sc.Next(raw); err != nil || !done {
+		return 0
+	}
+	if v, _ := sc.Command().Arg(1); len(v) == 1 {
+		return v[0]
+	}
+	return 0
+}
+
+// --- recovery ---
+
+// recover moves the session to a new master. It returns false when the
+// session must end.
+func (rc *respConn) recover(suspect bool) bool {
+	s := rc.srv
+	rc.mu.Lock()
+	if rc.closed || rc.ss.cutReason.Load() != nil {
+		rc.mu.Unlock()
+		return false
+	}
+	rc.recovering = true
+	old, oldAddr := rc.up, rc.upAddr
+	rc.planLocked()
+	// Answers already decided (writes of unknown outcome at the head) go
+	// out now, not after the wait for a master.
+	out := rc.settleHead(nil)
+	rc.mu.Unlock()
+	resetConn(old)
+	if len(out) > 0 {
+		rc.writeClient(out)
+	}
+	if suspect && s.cfg.OnDialError != nil {
+		// The master said it cannot serve: have the Sentinels checked now.
+		s.cfg.OnDialError(oldAddr, errors.New("master refused a command (READONLY, LOADING or MASTERDOWN) or broke the protocol"))
+	}
+
+	deadline := time.Now().Add(max(s.cfg.HoldTimeout, 0))
+	for {
+		s.mu.Lock()
+		addr, changed, closing := s.master, s.changed, s.closing
+		s.mu.Unlock()
+		if closing || rc.isClosed() {
+			rc.failAll(errNoMasterHold)
+			return false
+		}
+		if addr == "" || (suspect && addr == oldAddr) {
+			if !waitUntil(changed, deadline) {
+				rc.failAll(errNoMasterHold)
+				return false
+			}
+			continue
+		}
+		up, err := s.dial(addr, deadline)
+		if err != nil {
+			if s.cfg.OnDialError != nil {
+				s.cfg.OnDialError(addr, err)
+			}
+			retry := time.Now().Add(dialRetryBackoff)
+			if retry.After(deadline) {
+				rc.failAll(errNoMasterHold)
+				return false
+			}
+			waitUntil(changed, retry)
+			continue
+		}
+		if err := rc.replay(up); err != nil {
+			s.log.Warn("could not restore a connection's state on the new master", "upstream", addr, "err", err)
+			up.Close()
+			rc.failAll(errReplayFailed)
+			return false
+		}
+		// Register under the Server's lock, checked against the current
+		// master, as connect does: a switch racing with this one must
+		// find the new connection.
+		s.mu.Lock()
+		if s.master != addr {
+			s.mu.Unlock()
+			up.Close()
+			continue
+		}
+		rc.ss.upAddr = addr
+		rc.mu.Lock()
+		rc.up, rc.upAddr = up, addr
+		s.mu.Unlock()
+		batch := append([]byte(nil), rc.sent[rc.writtenTo-rc.sentBase:]...)
+		rc.writtenTo = rc.sentEnd
+		out := rc.settleHead(nil)
+		rc.recovering = false
+		rc.resumed.Broadcast()
+		rc.mu.Unlock()
+		if len(out) > 0 {
+			rc.writeClient(out)
+		}
+		if len(batch) > 0 {
+			up.Write(batch)
+		}
+		s.log.Debug("connection moved to the new master", "upstream", addr, "previous", oldAddr)
+		return true
+	}
+}
+
+func (rc *respConn) isClosed() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.closed
+}
+
+// planLocked decides, for every queued command, what a failover does with
+// it, and rebuilds the retained stream so that only what must go to the new
+// master is in it, unwritten. Read-only commands in flight go again; writes
+// in flight get errUnknownOutcome; commands never written wait; a broken
+// transaction is answered as Redis answers one that cannot commit.
+func (rc *respConn) planLocked() {
+	var sent []byte
+	lostMulti := rc.inMulti // the old master held a transaction under way
+	lostWatch := rc.watching
+	for i := 0; i < rc.qLen; i++ {
+		e := rc.at(i)
+		if e.local != nil {
+			continue
+		}
+		written := e.end <= rc.writtenTo
+		switch {
+		case e.kind == kindMulti:
+			// MULTI never answered (else inMulti): the transaction
+			// starts over on the new master with this MULTI.
+			lostMulti = false
+		case lostMulti:
+			switch e.kind {
+			case kindExec:
+				e.local = errExecAbort
+				if written {
+					// EXEC reached the old master: the transaction may
+					// have run there.
+					e.local = errUnknownOutcome
+				}
+				lostMulti, lostWatch = false, false
+			case kindDiscard:
+				e.local = replyOK
+				lostMulti, lostWatch = false, false
+			default:
+				e.local = errMultiAborted
+			}
+			continue
+		case written && e.replies == 0:
+			e.local = noReply // a silent write; nothing to tell the client
+			continue
+		case written && !e.retry:
+			e.local = errUnknownOutcome
+			continue
+		}
+		start := int64(len(sent))
+		sent = append(sent, rc.bytesOf(e)...)
+		e.start, e.end = start, int64(len(sent))
+	}
+	// A transaction still open after the queue was planned is answered by
+	// queue() as the client goes on.
+	rc.multiLost = lostMulti
+	rc.watchLost = lostWatch
+	rc.inMulti, rc.watching = false, false
+	rc.sent, rc.sentBase, rc.sentEnd, rc.writtenTo = sent, 0, int64(len(sent)), 0
+	// Entries answered locally keep offsets into the old stream; they are
+	// never read again.
+	for i := 0; i < rc.qLen; i++ {
+		if e := rc.at(i); e.local != nil {
+			e.start, e.end = 0, 0
 		}
 	}
 }
 
-// replied settles one complete top-level value from the master. It returns
-// a pending protocol error when this reply was the last one owed before it.
-func (rc *respConn) replied(typ byte, head []byte) []byte {
+// failAll answers every queued command with msg and ends the session.
+func (rc *respConn) failAll(msg []byte) {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if typ == '>' {
-		return nil // RESP3 push: never a reply to a command
-	}
-	if rc.stream {
-		if typ == '+' && string(head) == "RESET" {
-			rc.stream = false
+	var out []byte
+	for rc.qLen > 0 {
+		e := rc.at(0)
+		switch {
+		case e.local != nil:
+			out = append(out, e.local...)
+		case e.replies > 0:
+			out = append(out, msg...)
 		}
-		return nil
+		rc.pop()
 	}
-	if rc.owed > 0 {
-		rc.owed--
+	rc.closed = true
+	rc.recovering = false
+	rc.resumed.Broadcast()
+	rc.mu.Unlock()
+	rc.writeClient(out)
+	rc.ss.client.Close()
+}
+
+// replay restores the connection's state on a new master: HELLO (or AUTH),
+// SELECT and CLIENT SETNAME are sent and their replies checked; then
+// subscriptions and MONITOR are re-issued, their confirmations reaching the
+// client through the usual path.
+func (rc *respConn) replay(up net.Conn) error {
+	rc.mu.Lock()
+	var cmds [][]byte
+	for _, c := range [][]byte{rc.hello, rc.auth, rc.sel, rc.setname} {
+		if c != nil {
+			cmds = append(cmds, c)
+		}
 	}
-	if rc.owed == 0 && rc.protoErr != nil {
-		p := rc.protoErr
-		rc.protoErr = nil
-		return p
+	var tail []byte
+	for _, c := range rc.subs {
+		tail = append(tail, c...)
+	}
+	if rc.monitor {
+		tail = append(tail, "*1\r\n$7\r\nMONITOR\r\n"...)
+	}
+	rc.mu.Unlock()
+	if len(cmds) > 0 {
+		var b []byte
+		for _, c := range cmds {
+			b = append(b, c...)
+		}
+		up.SetDeadline(time.Now().Add(replayTimeout))
+		if _, err := up.Write(b); err != nil {
+			return fmt.Errorf("proxy: replay: %w", err)
+		}
+		if err := expectReplies(up, len(cmds)); err != nil {
+			return err
+		}
+		up.SetDeadline(time.Time{})
+	}
+	if len(tail) > 0 {
+		if _, err := up.Write(tail); err != nil {
+			return fmt.Errorf("proxy: replay subscriptions: %w", err)
+		}
+	}
+	return nil
+}
+
+// expectReplies reads n replies and fails on the first error reply.
+func expectReplies(c net.Conn, n int) error {
+	sc := resp.NewScanner(resp.Limits{MaxValue: 1 << 20})
+	buf := make([]byte, 4096)
+	got := 0
+	for got < n {
+		k, err := c.Read(buf)
+		chunk := buf[:k]
+		for len(chunk) > 0 {
+			m, complete, serr := sc.Next(chunk)
+			chunk = chunk[m:]
+			if serr != nil {
+				return fmt.Errorf("proxy: replay reply: %w", serr)
+			}
+			if complete {
+				if sc.Type() == '-' {
+					return fmt.Errorf("proxy: replay refused: %s", sc.Head())
+				}
+				got++
+			}
+		}
+		if err != nil && got < n {
+			return fmt.Errorf("proxy: replay reply: %w", err)
+		}
 	}
 	return nil
 }

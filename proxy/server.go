@@ -151,15 +151,25 @@ func (s *Server) setMaster(addr, reason string) {
 	s.master, s.noMaster = addr, reason
 	close(s.changed)
 	s.changed = make(chan struct{})
-	var cut []*session
+	var cut, moved []*session
 	for ss := range s.sessions {
-		if ss.upAddr != addr {
+		if ss.upAddr == addr {
+			continue
+		}
+		if ss.rc != nil {
+			moved = append(moved, ss)
+		} else {
 			cut = append(cut, ss)
 		}
 	}
 	s.mu.Unlock()
 	for _, ss := range cut {
 		ss.cut(ReasonMasterSwitch)
+	}
+	// Command-aware connections are not cut: their master leg is reset and
+	// they move to the new master, holding their commands meanwhile.
+	for _, ss := range moved {
+		ss.rc.masterMoved()
 	}
 	if len(cut) > 0 {
 		s.log.Info("closed connections to the previous master", "count", len(cut), "master", addr)
@@ -322,6 +332,9 @@ func (s *Server) connect(client net.Conn, accepted time.Time) (*session, string,
 			continue
 		}
 		ss := &session{server: s, client: client, up: up, upAddr: addr}
+		if s.cfg.Mode == ModeRESP {
+			ss.rc = newRespConn(ss)
+		}
 		s.sessions[ss] = struct{}{}
 		s.mu.Unlock()
 		return ss, "", ""

@@ -86,6 +86,10 @@ func (s *Scanner) Type() byte { return s.top }
 // array, its length).
 func (s *Scanner) Head() []byte { return s.head[:s.headLen] }
 
+// InValue reports whether the scanner is inside a value (part of it has
+// been consumed and it is not complete).
+func (s *Scanner) InValue() bool { return s.inLine || s.skip > 0 || s.depth > 0 }
+
 // Next scans b and stops right after the first top-level value that ends
 // in it. It returns how many bytes it consumed and whether a value ended
 // there; call it again with the rest. With done false, all of b belongs to
