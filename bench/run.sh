@@ -1,33 +1,64 @@
 #!/usr/bin/env bash
-# Throughput and latency of Redis SET/GET through sentproxy, compared with
-# Redis directly and with HAProxy (plain `mode tcp`, one thread), all on
-# loopback. One run starts a master, a Sentinel, sentproxy and HAProxy on free
-# ports, then for ROUNDS rounds runs redis-benchmark against every target, in
-# an order rotated each round so that drift on a shared machine hits all
-# targets alike. It also reads each proxy's CPU time (utime+stime from
-# /proc/PID/stat) around every benchmark to report proxy CPU per request.
-# Writes bench/RESULTS.md (overwritten) and prints the tables.
+# Throughput, latency and CPU cost of Redis SET/GET through sentproxy in both
+# of its modes, compared with Redis directly and with HAProxy (plain
+# `mode tcp`, one thread), all on loopback. One run starts a master, a
+# Sentinel, two sentproxy processes (--proxy.mode=tcp and --proxy.mode=resp,
+# each on its own ports, both following the same Sentinel) and HAProxy on free
+# ports, then for ROUNDS rounds runs redis-benchmark against every target:
+#   - CLIENTS (50) clients, pipeline 1:  direct, tcp, resp, haproxy
+#   - CLIENTS (50) clients, pipeline 16: direct, tcp, resp, haproxy
+#   - CLIENTS_LOW (10) clients, pipeline 1 ("moderate load"): direct, tcp, resp
+# Within a round the measurements of one configuration run back to back, in a
+# target order rotated each round, so that drift on a shared machine hits all
+# targets alike and in-round ratios compare neighbours. It also reads each
+# proxy's CPU time (utime+stime from /proc/PID/stat) around every benchmark to
+# report proxy CPU per request.
+# Writes RESULTS (default bench/RESULTS.md; overwritten, except for a section
+# between "<!-- failover:begin -->" and "<!-- failover:end -->", which is
+# kept) and prints the tables.
 #
 # Usage: bench/run.sh
 # Env:   ROUNDS (default 3), REQUESTS_P1 (default 200000), REQUESTS_P16
-#        (default 1000000), CLIENTS (default 50), QUICK=1 (one round, small
-#        counts: a smoke run in well under a minute).
+#        (default 1000000), REQUESTS_LOW (default 50000), CLIENTS (default 50),
+#        CLIENTS_LOW (default 10), RESULTS (output file), KEEP_RAW (a file to
+#        copy the raw measurements to, for re-running report.py), QUICK=1 (one round,
+#        small counts: a smoke run in well under a minute; writes to
+#        $TMPDIR/sentproxy-bench-quick.md unless RESULTS is set, so that it
+#        never overwrites bench/RESULTS.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# The command as invoked, with the settings given in the environment.
+invocation=""
+for v in QUICK ROUNDS REQUESTS_P1 REQUESTS_P16 REQUESTS_LOW CLIENTS CLIENTS_LOW RESULTS KEEP_RAW; do
+  [ -z "${!v:-}" ] || invocation+="$v=${!v} "
+done
+invocation+="bash bench/run.sh"
+
 if [ "${QUICK:-0}" = 1 ]; then
   ROUNDS=${ROUNDS:-1}
   REQUESTS_P1=${REQUESTS_P1:-20000}
   REQUESTS_P16=${REQUESTS_P16:-100000}
+  REQUESTS_LOW=${REQUESTS_LOW:-10000}
+  RESULTS=${RESULTS:-${TMPDIR:-/tmp}/sentproxy-bench-quick.md}
 fi
 ROUNDS=${ROUNDS:-3}
 REQUESTS_P1=${REQUESTS_P1:-200000}
 REQUESTS_P16=${REQUESTS_P16:-1000000}
+REQUESTS_LOW=${REQUESTS_LOW:-50000}
 CLIENTS=${CLIENTS:-50}
-targets=(direct sentproxy haproxy)
-pipes=(1 16)
+CLIENTS_LOW=${CLIENTS_LOW:-10}
+RESULTS=${RESULTS:-$root/bench/RESULTS.md}
+[ "$CLIENTS_LOW" != "$CLIENTS" ] || { echo "bench: CLIENTS_LOW must differ from CLIENTS" >&2; exit 1; }
+targets=(direct tcp resp haproxy)
+# Configurations measured every round: clients, pipeline depth, requests per
+# test (one invocation runs SET then GET, this many each), targets.
+cfg_clients=("$CLIENTS" "$CLIENTS" "$CLIENTS_LOW")
+cfg_pipes=(1 16 1)
+cfg_requests=("$REQUESTS_P1" "$REQUESTS_P16" "$REQUESTS_LOW")
+cfg_targets=("direct tcp resp haproxy" "direct tcp resp haproxy" "direct tcp resp")
 
 # --- dependencies -----------------------------------------------------------
 need=()
@@ -96,10 +127,10 @@ poll() {
 alive() { kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited; its log: $(tail -n 20 "$3" 2>/dev/null)"; }
 
 # --- free ports ---------------------------------------------------------------
-read -r MPORT SPORT PPORT WPORT HPORT < <(python3 - <<'PY'
+read -r MPORT SPORT PPORT WPORT RPORT RWPORT HPORT < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(7):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -112,6 +143,12 @@ PY
 # --- build ----------------------------------------------------------------------
 echo "bench: building sentproxy" >&2
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
+# The revision the binary was built from, read now: others may commit while
+# the rounds run. Uncommitted changes are identified by a hash of the diff.
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+  rev="$rev + uncommitted changes (tracked diff sha256 $(git diff HEAD 2>/dev/null | sha256sum | cut -c1-12), $(git status --porcelain 2>/dev/null | { grep -c '^??' || true; }) untracked paths) at build time $(date -u '+%H:%M:%S UTC')"
+fi
 
 # --- master -----------------------------------------------------------------------
 mkdir -p "$OUT/master" "$OUT/sentinel"
@@ -144,14 +181,23 @@ pids+=("$SPID")
 poll "redis-sentinel on :$SPORT" 10 "$SPID" "$OUT/sentinel/sentinel.log" bash -c \
   "redis-cli -h 127.0.0.1 -p $SPORT sentinel get-master-addr-by-name mymaster | grep -qx $MPORT"
 
-# --- sentproxy ----------------------------------------------------------------------
-sp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
-  --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
-"${sp_cmd[@]}" >"$OUT/sentproxy.log" 2>&1 &
-PPID_SP=$!
-pids+=("$PPID_SP")
-poll "sentproxy /readyz on :$WPORT" 30 "$PPID_SP" "$OUT/sentproxy.log" curl -fs -o /dev/null "http://127.0.0.1:$WPORT/readyz"
-alive "$PPID_SP" sentproxy "$OUT/sentproxy.log"
+# --- sentproxy, tcp and resp modes -------------------------------------------------
+# Two processes, same Sentinel and master name, each with its own proxy and
+# web ports; they differ only in --proxy.mode.
+sp_tcp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+  --proxy.mode=tcp --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
+sp_resp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+  --proxy.mode=resp --proxy.listen-address=127.0.0.1:$RPORT --web.listen-address=127.0.0.1:$RWPORT --log.level=warn)
+"${sp_tcp_cmd[@]}" >"$OUT/sentproxy-tcp.log" 2>&1 &
+TPID=$!
+pids+=("$TPID")
+"${sp_resp_cmd[@]}" >"$OUT/sentproxy-resp.log" 2>&1 &
+RPID=$!
+pids+=("$RPID")
+poll "sentproxy (tcp) /readyz on :$WPORT" 30 "$TPID" "$OUT/sentproxy-tcp.log" curl -fs -o /dev/null "http://127.0.0.1:$WPORT/readyz"
+poll "sentproxy (resp) /readyz on :$RWPORT" 30 "$RPID" "$OUT/sentproxy-resp.log" curl -fs -o /dev/null "http://127.0.0.1:$RWPORT/readyz"
+alive "$TPID" "sentproxy (tcp)" "$OUT/sentproxy-tcp.log"
+alive "$RPID" "sentproxy (resp)" "$OUT/sentproxy-resp.log"
 
 # --- HAProxy ------------------------------------------------------------------------
 cat >"$OUT/haproxy.cfg" <<EOF
@@ -181,21 +227,30 @@ poll "haproxy on :$HPORT" 10 "$HPID" "$OUT/haproxy.log" bash -c "[ \"\$(redis-cl
 alive "$HPID" haproxy "$OUT/haproxy.log"
 
 # Every target answers PING before measuring.
-poll "sentproxy proxying PING" 10 "$PPID_SP" "$OUT/sentproxy.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $PPORT ping)\" = PONG ]"
+poll "sentproxy (tcp) proxying PING" 10 "$TPID" "$OUT/sentproxy-tcp.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $PPORT ping)\" = PONG ]"
+poll "sentproxy (resp) proxying PING" 10 "$RPID" "$OUT/sentproxy-resp.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $RPORT ping)\" = PONG ]"
 
 port_of() {
   case $1 in
     direct) echo "$MPORT" ;;
-    sentproxy) echo "$PPORT" ;;
+    tcp) echo "$PPORT" ;;
+    resp) echo "$RPORT" ;;
     haproxy) echo "$HPORT" ;;
   esac
 }
 pid_of() {
   case $1 in
     direct) echo "$MPID" ;;
-    sentproxy) echo "$PPID_SP" ;;
+    tcp) echo "$TPID" ;;
+    resp) echo "$RPID" ;;
     haproxy) echo "$HPID" ;;
   esac
+}
+all_alive() {
+  alive "$TPID" "sentproxy (tcp)" "$OUT/sentproxy-tcp.log"
+  alive "$RPID" "sentproxy (resp)" "$OUT/sentproxy-resp.log"
+  alive "$HPID" haproxy "$OUT/haproxy.log"
+  alive "$MPID" redis-server "$OUT/master/redis.log"
 }
 
 # cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of
@@ -213,34 +268,33 @@ cpu_ticks() {
 
 CLK_TCK=$(getconf CLK_TCK)
 
-# bench_cmd TARGET PIPE: the redis-benchmark command line.
+# bench_cmd TARGET CLIENTS PIPE REQUESTS: the redis-benchmark command line.
 bench_cmd() {
-  local n
-  if [ "$2" = 1 ]; then n=$REQUESTS_P1; else n=$REQUESTS_P16; fi
-  echo redis-benchmark -h 127.0.0.1 -p "$(port_of "$1")" -c "$CLIENTS" -n "$n" -t set,get -P "$2" -r 100000 -d 16 --csv
+  echo redis-benchmark -h 127.0.0.1 -p "$(port_of "$1")" -c "$2" -n "$4" -t set,get -P "$3" -r 100000 -d 16 --csv
 }
 
-# run_bench TARGET PIPE CSV: run one benchmark in the background (so that
-# INT/TERM traps run at once), with a deadline, printing its CSV to CSV.
+# run_bench TARGET CLIENTS PIPE REQUESTS CSV: run one benchmark in the
+# background (so that INT/TERM traps run at once), with a deadline, printing
+# its CSV to CSV.
 run_bench() {
-  local cmd deadline
-  read -r -a cmd <<<"$(bench_cmd "$1" "$2")"
-  "${cmd[@]}" >"$3" 2>"$3.err" &
+  local cmd deadline what="$1 (c=$2 P=$3)"
+  read -r -a cmd <<<"$(bench_cmd "$1" "$2" "$3" "$4")"
+  "${cmd[@]}" >"$5" 2>"$5.err" &
   bench_pid=$!
   deadline=$((SECONDS + 300))
   while kill -0 "$bench_pid" 2>/dev/null; do
     if [ $SECONDS -ge $deadline ]; then
       kill "$bench_pid" 2>/dev/null || true
-      die "redis-benchmark against $1 (P=$2) took over 300s"
+      die "redis-benchmark against $what took over 300s"
     fi
     sleep 0.2
   done
   if ! wait "$bench_pid"; then
     bench_pid=""
-    die "redis-benchmark against $1 (P=$2) failed: $(cat "$3.err")"
+    die "redis-benchmark against $what failed: $(cat "$5.err")"
   fi
   bench_pid=""
-  grep -q '^"SET"' "$3" && grep -q '^"GET"' "$3" || die "no SET/GET rows from $1 (P=$2): $(cat "$3" "$3.err")"
+  grep -q '^"SET"' "$5" && grep -q '^"GET"' "$5" || die "no SET/GET rows from $what: $(cat "$5" "$5.err")"
 }
 
 # --- warm-up (not recorded): fills the keyspace, warms the proxies ---------------
@@ -252,32 +306,35 @@ done
 
 # --- rounds ---------------------------------------------------------------------------
 raw="$OUT/raw.tsv"
-printf 'round\ttarget\tpipe\ttest\trps\tp50_ms\tp99_ms\trequests\tproxy_cpu_ticks\tmaster_cpu_ticks\n' >"$raw"
+printf 'round\tseq\ttarget\tclients\tpipe\ttest\trps\tp50_ms\tp99_ms\trequests\tproxy_cpu_ticks\tmaster_cpu_ticks\tload1\n' >"$raw"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+date_start=$(date -u '+%Y-%m-%d %H:%M:%S')
 start=$SECONDS
 for ((r = 0; r < ROUNDS; r++)); do
-  for ((k = 0; k < ${#targets[@]}; k++)); do
-    t=${targets[$(((k + r) % ${#targets[@]}))]}
-    for p in "${pipes[@]}"; do
-      alive "$PPID_SP" sentproxy "$OUT/sentproxy.log"
-      alive "$HPID" haproxy "$OUT/haproxy.log"
-      alive "$MPID" redis-server "$OUT/master/redis.log"
-      if [ "$p" = 1 ]; then n=$REQUESTS_P1; else n=$REQUESTS_P16; fi
+  seq=0
+  for ((ci = 0; ci < ${#cfg_pipes[@]}; ci++)); do
+    c=${cfg_clients[$ci]} p=${cfg_pipes[$ci]} n=${cfg_requests[$ci]}
+    read -r -a tl <<<"${cfg_targets[$ci]}"
+    for ((k = 0; k < ${#tl[@]}; k++)); do
+      t=${tl[$(((k + r) % ${#tl[@]}))]}
+      seq=$((seq + 1))
+      all_alive
       ppid=""
       [ "$t" = direct ] || ppid=$(pid_of "$t")
       pc0=0 pc1=0
+      load1=$(cut -d' ' -f1 /proc/loadavg)
       [ -z "$ppid" ] || pc0=$(cpu_ticks "$ppid")
       mc0=$(cpu_ticks "$MPID")
-      csv="$OUT/r$r-$t-p$p.csv"
-      run_bench "$t" "$p" "$csv"
+      csv="$OUT/r$r-$t-c$c-p$p.csv"
+      run_bench "$t" "$c" "$p" "$n" "$csv"
       [ -z "$ppid" ] || pc1=$(cpu_ticks "$ppid")
       mc1=$(cpu_ticks "$MPID")
       # One invocation runs SET then GET, n requests each; the CPU ticks
       # cover both and are recorded on both rows (the report divides by 2n).
-      tr -d '"' <"$csv" | awk -F, -v r="$((r + 1))" -v t="$t" -v p="$p" -v n="$n" \
-        -v pc="$((pc1 - pc0))" -v mc="$((mc1 - mc0))" \
-        '$1 == "SET" || $1 == "GET" { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, t, p, $1, $2, $5, $7, n, pc, mc }' >>"$raw"
-      printf 'bench: round %d/%d %-9s P=%-2s %s\n' "$((r + 1))" "$ROUNDS" "$t" "$p" \
+      tr -d '"' <"$csv" | awk -F, -v r="$((r + 1))" -v s="$seq" -v t="$t" -v c="$c" -v p="$p" -v n="$n" \
+        -v pc="$((pc1 - pc0))" -v mc="$((mc1 - mc0))" -v l="$load1" \
+        '$1 == "SET" || $1 == "GET" { printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r, s, t, c, p, $1, $2, $5, $7, n, pc, mc, l }' >>"$raw"
+      printf 'bench: round %d/%d %-7s c=%-3s P=%-2s %s\n' "$((r + 1))" "$ROUNDS" "$t" "$c" "$p" \
         "$(tr -d '"' <"$csv" | awk -F, '$1=="SET"||$1=="GET"{printf "%s %s rps p50 %s p99 %s; ", $1, $2, $5, $7}')" >&2
     done
   done
@@ -288,17 +345,14 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # --- report ---------------------------------------------------------------------------
 cmds="$OUT/commands.txt"
 {
-  for p in "${pipes[@]}"; do
-    for t in "${targets[@]}"; do
-      printf '%-9s %s\n' "$t:" "$(bench_cmd "$t" "$p")"
+  for ((ci = 0; ci < ${#cfg_pipes[@]}; ci++)); do
+    for t in ${cfg_targets[$ci]}; do
+      printf '%-8s %s\n' "$t:" "$(bench_cmd "$t" "${cfg_clients[$ci]}" "${cfg_pipes[$ci]}" "${cfg_requests[$ci]}")"
     done
   done
 } >"$cmds"
 
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then rev="$rev (working tree has uncommitted changes)"; fi
-
-export BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+export BENCH_DATE="$date_start to $(date -u '+%H:%M:%S') UTC (rounds)"
 export BENCH_NPROC=$(nproc)
 export BENCH_CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 export BENCH_KERNEL="$(uname -srm)"
@@ -307,12 +361,18 @@ export BENCH_BENCHMARK=$(redis-benchmark --version 2>/dev/null || echo unknown)
 export BENCH_HAPROXY=$(haproxy -v | head -n 1)
 export BENCH_SENTPROXY="$("$OUT/sentproxy" version) — git $rev"
 export BENCH_GO=$(go version)
-export BENCH_ROUNDS=$ROUNDS BENCH_CLIENTS=$CLIENTS BENCH_CLK_TCK=$CLK_TCK BENCH_ELAPSED=$elapsed
+export BENCH_ROUNDS=$ROUNDS BENCH_CLIENTS=$CLIENTS BENCH_CLIENTS_LOW=$CLIENTS_LOW BENCH_CLK_TCK=$CLK_TCK BENCH_ELAPSED=$elapsed
+export BENCH_REQUESTS="REQUESTS_P1=$REQUESTS_P1 REQUESTS_P16=$REQUESTS_P16 REQUESTS_LOW=$REQUESTS_LOW"
 export BENCH_LOAD="$load_before before the rounds, $load_after after"
 export BENCH_QUICK=${QUICK:-0}
-export BENCH_PORTS="master $MPORT, sentinel $SPORT, sentproxy $PPORT (web $WPORT), haproxy $HPORT"
-export BENCH_SP_CMD="${sp_cmd[*]}"
-export BENCH_SP_CMD=${BENCH_SP_CMD//$OUT/\$OUT}
+export BENCH_INVOCATION=$invocation
+export BENCH_PORTS="master $MPORT, sentinel $SPORT, sentproxy tcp $PPORT (web $WPORT), sentproxy resp $RPORT (web $RWPORT), haproxy $HPORT"
+export BENCH_SP_TCP_CMD="${sp_tcp_cmd[*]}"
+export BENCH_SP_TCP_CMD=${BENCH_SP_TCP_CMD//$OUT/\$OUT}
+export BENCH_SP_RESP_CMD="${sp_resp_cmd[*]}"
+export BENCH_SP_RESP_CMD=${BENCH_SP_RESP_CMD//$OUT/\$OUT}
 
-python3 "$root/bench/report.py" "$raw" "$cmds" "$OUT/haproxy.cfg" "$root/bench/RESULTS.md"
-echo "bench: wrote bench/RESULTS.md (${elapsed}s of benchmarks)" >&2
+mkdir -p "$(dirname "$RESULTS")"
+python3 "$root/bench/report.py" "$raw" "$cmds" "$OUT/haproxy.cfg" "$RESULTS"
+[ -z "${KEEP_RAW:-}" ] || cp "$raw" "$KEEP_RAW"
+echo "bench: wrote $RESULTS (${elapsed}s of benchmarks, $((SECONDS))s in all)" >&2

@@ -31,7 +31,10 @@ type verdict struct {
 	maxEpoch int64  // the newest config-epoch any Sentinel reported
 	ok       bool   // a majority of the answering Sentinels back the newest configuration
 	downHint bool   // a supporter flags the candidate s_down or o_down
-	why      string // when !ok: why no candidate stands
+	// failingOver names a Sentinel that reports a failover of the candidate
+	// under way: it is about to be replaced, so nothing may be routed to it.
+	failingOver string
+	why         string // when !ok: why no candidate stands
 }
 
 // decide picks the master by agreement. get-master-addr-by-name answers
@@ -85,6 +88,13 @@ func decide(views []View) verdict {
 		return v
 	}
 	v.ok = true
+	for _, sv := range views {
+		// Only the Sentinel leading a failover flags it, at the start,
+		// before it promotes a replica; the others follow later.
+		if sv.answered() && sv.Addr == best.addr && sv.hasFlag("failover_in_progress") && v.failingOver == "" {
+			v.failingOver = sv.Sentinel
+		}
+	}
 	for _, sv := range views {
 		if sv.answered() && sv.Addr == best.addr && sv.Epoch == best.epoch && (sv.hasFlag("s_down") || sv.hasFlag("o_down")) {
 			v.downHint = true

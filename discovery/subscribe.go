@@ -15,6 +15,12 @@ import (
 // "<master-name> <old-ip> <old-port> <new-ip> <new-port>".
 const switchChannel = "+switch-master"
 
+// failoverChannels announce a failover starting or giving up, as
+// "master <master-name> <ip> <port> ..." (+try-failover comes from the
+// Sentinel that starts one, before it promotes anything). Like
+// +switch-master they only wake the check.
+var failoverChannels = []string{"+try-failover", "-failover-abort-no-good-slave", "+failover-end"}
+
 // subscribeLoop keeps a +switch-master subscription open on one Sentinel for
 // as long as ctx lives. The message only wakes the check loop: the check,
 // not the message, decides, so a forged or stale message cannot move traffic.
@@ -44,7 +50,7 @@ func (w *Watcher) subscribeOnce(ctx context.Context, s *sentinel) error {
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 
-	if err := ps.Subscribe(ctx, switchChannel); err != nil {
+	if err := ps.Subscribe(ctx, append([]string{switchChannel}, failoverChannels...)...); err != nil {
 		return fmt.Errorf("discovery: subscribe %s on %s: %w", switchChannel, s.addr, err)
 	}
 	// Heartbeat: a subscription can die without a reset (the Sentinel's
@@ -76,15 +82,37 @@ func (w *Watcher) subscribeOnce(ctx context.Context, s *sentinel) error {
 				w.trigger("subscribed to "+s.addr, lastHeard, true)
 			}
 		case *redis.Message:
-			name, _, _ := strings.Cut(m.Payload, " ")
-			if m.Channel != switchChannel || name != w.cfg.MasterName {
+			if eventMasterName(m.Channel, m.Payload) != w.cfg.MasterName || w.dropEvents {
 				continue
 			}
-			if w.dropSwitchMessages {
+			if m.Channel != switchChannel {
+				w.log.Debug("failover event", "sentinel", s.addr, "channel", m.Channel, "payload", m.Payload)
+				w.trigger(m.Channel+" from "+s.addr, lastHeard, true)
 				continue
 			}
 			w.log.Debug("+switch-master received", "sentinel", s.addr, "payload", m.Payload)
 			w.trigger("+switch-master from "+s.addr, lastHeard, true)
 		}
 	}
+}
+
+// eventMasterName extracts the master name from a Sentinel event's payload.
+func eventMasterName(channel, payload string) string {
+	f := strings.Fields(payload)
+	if channel == switchChannel {
+		if len(f) > 0 {
+			return f[0]
+		}
+		return ""
+	}
+	// "<instance-type> <name> <ip> <port> [@ <master-name> <ip> <port>]"
+	for i, x := range f {
+		if x == "@" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	if len(f) > 1 && f[0] == "master" {
+		return f[1]
+	}
+	return ""
 }

@@ -133,9 +133,9 @@ type Watcher struct {
 	updates chan Update
 	wake    chan struct{}
 
-	// dropSwitchMessages, set by tests, discards +switch-master messages to
+	// dropEvents, set by tests, discards every Sentinel event message to
 	// prove that polling alone converges.
-	dropSwitchMessages bool
+	dropEvents bool
 
 	mu        sync.Mutex
 	sentinels []*sentinel
@@ -426,7 +426,7 @@ func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 	if changed {
 		w.publish(ctx, u)
 	}
-	if v.answered > 0 && !v.ok {
+	if v.answered > 0 && (!v.ok || v.failingOver != "") {
 		return transitionInterval
 	}
 	return w.cfg.PollInterval
@@ -473,6 +473,12 @@ func (w *Watcher) judge(ctx context.Context, v verdict, cur string, curEpoch int
 		} else {
 			return "", 0, fmt.Sprintf("Sentinels disagree and %s is no longer verified (%s): %s", cur, r, v.why)
 		}
+	case v.failingOver != "":
+		// Writes acknowledged by the old master between the promotion of
+		// a replica and the switch are lost when it is demoted; stop
+		// routing to it from the start of the failover instead. Clients
+		// are held until the new master is verified.
+		return "", 0, fmt.Sprintf("Sentinel %s is failing over %s", v.failingOver, v.addr)
 	case v.addr == cur:
 		r := w.role(ctx, cur)
 		switch {

@@ -94,6 +94,9 @@ type respConn struct {
 	upAddr     string
 	recovering bool
 	closed     bool
+	// clientDone: the client sent QUIT or closed its side; the master
+	// closing after that ends the session instead of starting a recovery.
+	clientDone bool
 	q          []entry // ring buffer
 	qHead      int
 	qLen       int
@@ -325,6 +328,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 		}
 		if rerr != nil {
 			rc.mu.Lock()
+			rc.clientDone = true
 			up := rc.up
 			rc.mu.Unlock()
 			closeWrite(up)
@@ -388,6 +392,8 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		e.kind = kindWatch
 	case "unwatch":
 		e.kind = kindUnwatch
+	case "quit":
+		rc.clientDone = true
 	case "reset":
 		rc.stream, rc.monitor, rc.replyOff, rc.skipNext = false, false, false, false
 		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost = false, false, false, false
@@ -680,7 +686,7 @@ func helloVersion(raw []byte) byte {
 func (rc *respConn) recover(suspect bool) bool {
 	s := rc.srv
 	rc.mu.Lock()
-	if rc.closed || rc.ss.cutReason.Load() != nil {
+	if rc.closed || rc.clientDone || rc.ss.cutReason.Load() != nil {
 		rc.mu.Unlock()
 		return false
 	}

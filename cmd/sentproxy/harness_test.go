@@ -331,6 +331,22 @@ type monitor struct {
 	done chan struct{}
 	mu   sync.Mutex
 	seqs []int64
+	// incrs are the server times (same clock as ours: loopback) at which
+	// INCRs ran.
+	incrs []time.Time
+}
+
+// incrsAfter counts INCRs the server ran after t.
+func (m *monitor) incrsAfter(t time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, at := range m.incrs {
+		if at.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 func startMonitor(t *testing.T, addr string) *monitor {
@@ -357,11 +373,19 @@ func startMonitor(t *testing.T, addr string) *monitor {
 				return
 			}
 			// +1700000000.123456 [0 127.0.0.1:5555] "set" "w:42" "42"
-			_, args, ok := strings.Cut(line, "] ")
+			stamp, args, ok := strings.Cut(line, "] ")
 			if !ok {
 				continue
 			}
 			f := strings.Fields(args)
+			if len(f) >= 1 && strings.EqualFold(strings.Trim(f[0], `"`), "incr") {
+				ts, _, _ := strings.Cut(strings.TrimPrefix(stamp, "+"), " ")
+				if secs, err := strconv.ParseFloat(ts, 64); err == nil {
+					m.mu.Lock()
+					m.incrs = append(m.incrs, time.Unix(0, int64(secs*1e9)))
+					m.mu.Unlock()
+				}
+			}
 			if len(f) >= 2 && strings.EqualFold(strings.Trim(f[0], `"`), "set") && strings.HasPrefix(f[1], `"w:`) {
 				if n, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(f[1], `"w:`), `"`), 10, 64); err == nil {
 					m.mu.Lock()
