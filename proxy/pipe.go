@@ -77,7 +77,12 @@ func (ss *session) run() {
 	<-done
 	ss.client.Close()
 	ss.up.Close()
+	ss.setReason(first)
+}
 
+// setReason records why the session ended: the reason it was cut for, else
+// the side that ended first.
+func (ss *session) setReason(first direction) {
 	switch {
 	case ss.cutReason.Load() != nil:
 		ss.reason = *ss.cutReason.Load()

@@ -175,14 +175,7 @@ func (ss *session) runRESP() {
 	<-done
 	ss.client.Close()
 	rc.end()
-	switch {
-	case ss.cutReason.Load() != nil:
-		ss.reason = *ss.cutReason.Load()
-	case first == clientToMaster:
-		ss.reason = ReasonClient
-	default:
-		ss.reason = ReasonUpstream
-	}
+	ss.setReason(first)
 }
 
 // --- queue ---
