@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
             -X github.com/prometheus/common/version.Revision=$(REVISION)
 
-.PHONY: build test demo bench failover-bench vet lint check-observability
+.PHONY: build test demo bench failover-bench vet lint check-observability package check-packaging
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sentproxy ./cmd/sentproxy
@@ -30,3 +30,9 @@ bench:
 
 failover-bench:
 	bash bench/failover.sh 5
+
+package:
+	bash scripts/package-deb.sh
+
+check-packaging:
+	bash scripts/check-packaging.sh

@@ -18,8 +18,8 @@ import (
 type CheckCmd struct {
 	Sentinel SentinelFlags `embed:"" prefix:"sentinel."`
 	Master   MasterFlags   `embed:"" prefix:"master."`
-	Names    []string      `name:"master-names" placeholder:"NAME,..." help:"Check these master names instead of --sentinel.master-name."`
-	JSON     bool          `name:"json" help:"Print JSON instead of a table."`
+	Names    []string      `name:"master-names" env:"SENTPROXY_CHECK_MASTER_NAMES" placeholder:"NAME,..." help:"Check these master names instead of --sentinel.master-name."`
+	JSON     bool          `name:"json" env:"SENTPROXY_CHECK_JSON" help:"Print JSON instead of a table."`
 }
 
 type checkResult struct {

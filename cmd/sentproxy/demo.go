@@ -19,8 +19,8 @@ import (
 // it starts lives on loopback ports chosen at run time and is stopped, by
 // PID, when it ends or on Ctrl-C.
 type DemoCmd struct {
-	DownAfter time.Duration `name:"down-after" default:"2s" help:"The Sentinels' down-after-milliseconds: how long the killed master must be silent before the Sentinels fail over."`
-	Keep      bool          `name:"keep" help:"Keep the processes' directory (configs and logs) instead of removing it."`
+	DownAfter time.Duration `name:"down-after" env:"SENTPROXY_DEMO_DOWN_AFTER" default:"2s" help:"The Sentinels' down-after-milliseconds: how long the killed master must be silent before the Sentinels fail over."`
+	Keep      bool          `name:"keep" env:"SENTPROXY_DEMO_KEEP" help:"Keep the processes' directory (configs and logs) instead of removing it."`
 }
 
 // Run starts the topology, proxies a writer through sentproxy, kills the

@@ -17,7 +17,7 @@ const healthcheckTimeout = 2 * time.Second
 //
 //	HEALTHCHECK CMD ["/sentproxy", "healthcheck"]
 type HealthcheckCmd struct {
-	URL string `name:"url" default:"http://127.0.0.1:9736/readyz" placeholder:"URL" help:"What to GET; healthy means it answers 200 within 2s."`
+	URL string `name:"url" env:"SENTPROXY_HEALTHCHECK_URL" default:"http://127.0.0.1:9736/readyz" placeholder:"URL" help:"What to GET; healthy means it answers 200 within 2s."`
 }
 
 // Run GETs the URL, prints the body and fails unless the answer is 200.

@@ -135,8 +135,8 @@ func (a *app) status(w http.ResponseWriter, _ *http.Request) {
 
 // StatusCmd is `sentproxy status`: /status of a running sentproxy, for people.
 type StatusCmd struct {
-	URL  string `name:"url" default:"http://127.0.0.1:9736" placeholder:"URL" help:"Where the running sentproxy serves its HTTP endpoints (its --web.listen-address); /status is added when the URL has no path."`
-	JSON bool   `name:"json" help:"Print the JSON of /status as it came."`
+	URL  string `name:"url" env:"SENTPROXY_STATUS_URL" default:"http://127.0.0.1:9736" placeholder:"URL" help:"Where the running sentproxy serves its HTTP endpoints (its --web.listen-address); /status is added when the URL has no path."`
+	JSON bool   `name:"json" env:"SENTPROXY_STATUS_JSON" help:"Print the JSON of /status as it came."`
 }
 
 // statusTimeout bounds the whole request of `status`.
