@@ -393,7 +393,7 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		rc.hello, rc.auth, rc.sel, rc.setname, rc.subs = nil, nil, nil, nil, nil
 		rc.resp3 = false
 	default:
-		e.retry = readOnly(name)
+		e.retry = rc.srv.readOnlyFor(name)
 	}
 	switch {
 	case rc.replyOff:

@@ -74,6 +74,11 @@ type Server struct {
 	active atomic.Int64
 	wg     sync.WaitGroup
 
+	// commands is the master's own command table (resp mode), fetched
+	// once; commandsFetching guards against fetching it twice at once.
+	commands         atomic.Pointer[commandTable]
+	commandsFetching atomic.Bool
+
 	mu        sync.Mutex
 	master    string
 	noMaster  string        // why there is no master, for the client's error
@@ -149,6 +154,9 @@ func (s *Server) setMaster(addr, reason string) {
 		return
 	}
 	s.master, s.noMaster = addr, reason
+	if addr != "" && s.cfg.Mode == ModeRESP && s.commands.Load() == nil {
+		s.loadCommands(addr)
+	}
 	close(s.changed)
 	s.changed = make(chan struct{})
 	var cut, moved []*session
