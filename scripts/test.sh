@@ -15,8 +15,11 @@ bad=$(deps_of ./proxy)
 [ -z "$bad" ] || { echo "proxy imports what it must not:"; echo "$bad"; exit 1; }
 bad=$(deps_of ./discovery | grep -v go-redis || true)
 [ -z "$bad" ] || { echo "discovery imports what it must not:"; echo "$bad"; exit 1; }
-bad=$(go list -deps ./metrics | grep -E 'sentproxy/(proxy|discovery)$' || true)
+bad=$(go list -deps ./metrics | grep -E 'sentproxy/(proxy|discovery|notify)$' || true)
 [ -z "$bad" ] || { echo "metrics imports what it must not:"; echo "$bad"; exit 1; }
+# notify uses the standard library only.
+bad=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' ./notify | grep -v '^github.com/sentproxy/sentproxy/notify$' || true)
+[ -z "$bad" ] || { echo "notify imports beyond the standard library:"; echo "$bad"; exit 1; }
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted"; exit 1; }
