@@ -13,23 +13,8 @@ rules=deploy/prometheus/alerts.yml
 rules_test=deploy/prometheus/alerts_test.yml
 dashboard=deploy/grafana/dashboards/sentproxy.json
 
-need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "check-observability: need root or sudo to install: ${need[*]}" >&2; exit 1; }
-    sudo="sudo"
-  fi
-  echo "check-observability: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  # Debian's prometheus package ships promtool. Where an init system runs it
-  # also starts a system-wide Prometheus on :9090; nothing here or in the
-  # tests uses it (the end-to-end test starts its own on a free port).
-  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# Debian's prometheus package ships promtool.
+bash scripts/deps.sh promtool=prometheus python3=python3
 
 echo "== promtool $(promtool --version 2>&1 | head -n1 | awk '{print $3}')"
 promtool check rules "$rules"

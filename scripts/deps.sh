@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# Installs what sentproxy's demo and tests need from Debian's packages, only
-# when missing: redis-server, redis-sentinel and redis-tools; with --tests,
-# also prometheus (its server and promtool, for the alert-rule tests and the
-# end-to-end scrape test).
+# Installs from Debian's packages what sentproxy's demo and tests need, only
+# when missing.
+#   deps.sh                  redis-server, redis-sentinel, redis-tools
+#   deps.sh --tests          those, and prometheus (its server and promtool)
+#   deps.sh CMD=PKG ...      just these: install PKG when CMD is missing
 set -euo pipefail
 
-need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
-command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+wants=()
+if [ $# -eq 0 ] || [ "$1" = "--tests" ]; then
+  wants=(redis-server=redis-server redis-sentinel=redis-sentinel redis-cli=redis-tools)
+fi
 if [ "${1:-}" = "--tests" ]; then
-  command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+  wants+=(prometheus=prometheus)
+  shift
 fi
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
+wants+=("$@")
+
+need=()
+for w in "${wants[@]}"; do
+  command -v "${w%%=*}" >/dev/null 2>&1 || need+=("${w#*=}")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,7 +30,7 @@ fi
 echo "deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
+# Where an init system runs, Debian's packages start system-wide services
+# (redis-server on 6379, prometheus on 9090); the demo and the tests start
+# their own processes on free ports and never touch those.
 $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-# Debian's packages start system-wide services where an init system runs;
-# the demo and tests start their own processes on free ports and never
-# touch those.
