@@ -22,6 +22,10 @@ type session struct {
 
 	cutOnce   sync.Once
 	cutReason atomic.Pointer[string]
+	// ended is the direction whose copy returned first (1+direction), set
+	// before that side's close propagates to the other, so the close reason
+	// cannot depend on which goroutine reports back first.
+	ended atomic.Int32
 	lastIO    atomic.Int64 // unix nanos of the last byte moved; idle timeout only
 
 	// Written by the copy goroutines before they signal done.
@@ -80,9 +84,14 @@ func (ss *session) run() {
 	ss.setReason(first)
 }
 
+func (ss *session) markEnded(d direction) { ss.ended.CompareAndSwap(0, int32(d)+1) }
+
 // setReason records why the session ended: the reason it was cut for, else
 // the side that ended first.
 func (ss *session) setReason(first direction) {
+	if e := ss.ended.Load(); e != 0 {
+		first = direction(e - 1)
+	}
 	switch {
 	case ss.cutReason.Load() != nil:
 		ss.reason = *ss.cutReason.Load()
@@ -97,6 +106,7 @@ func (ss *session) setReason(first direction) {
 // closures, so that goroutine dumps say which way a stuck copy runs.
 func copyClientToMaster(ss *session, done chan<- direction) {
 	ss.c2m = ss.copy(ss.up, ss.client)
+	ss.markEnded(clientToMaster)
 	closeWrite(ss.up)
 	closeRead(ss.client)
 	done <- clientToMaster
@@ -104,6 +114,7 @@ func copyClientToMaster(ss *session, done chan<- direction) {
 
 func copyMasterToClient(ss *session, done chan<- direction) {
 	ss.m2c = ss.copy(ss.client, ss.up)
+	ss.markEnded(masterToClient)
 	closeWrite(ss.client)
 	closeRead(ss.up)
 	done <- masterToClient

@@ -320,6 +320,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 			return
 		}
 		if rerr != nil {
+			ss.markEnded(clientToMaster)
 			rc.mu.Lock()
 			rc.clientDone = true
 			up := rc.up
@@ -517,7 +518,10 @@ func retryable(head []byte) bool {
 // recovers onto a new master when the current one goes away.
 func respMasterToClient(rc *respConn, done chan<- direction) {
 	ss := rc.ss
-	defer func() { done <- masterToClient }()
+	defer func() {
+		ss.markEnded(masterToClient)
+		done <- masterToClient
+	}()
 	sc := resp.NewScanner(resp.Limits{})
 	buf := make([]byte, respReadBuf)
 	var out []byte
