@@ -733,10 +733,25 @@ func (rc *respConn) recover(suspect bool) bool {
 			continue
 		}
 		if err := rc.replay(up); err != nil {
-			s.log.Warn("could not restore a connection's state on the new master", "upstream", addr, "err", err)
 			up.Close()
-			rc.failAll(errReplayFailed)
-			return false
+			var refused replayRefused
+			if errors.As(err, &refused) {
+				s.log.Warn("could not restore a connection's state on the new master", "upstream", addr, "err", err)
+				rc.failAll(errReplayFailed)
+				return false
+			}
+			// The connection broke under the replay (a master dying as we
+			// dialled it): like a failed dial, re-check and wait.
+			if s.cfg.OnDialError != nil {
+				s.cfg.OnDialError(addr, err)
+			}
+			retry := time.Now().Add(dialRetryBackoff)
+			if retry.After(deadline) {
+				rc.failAll(errNoMasterHold)
+				return false
+			}
+			waitUntil(changed, retry)
+			continue
 		}
 		// Register under the Server's lock, checked against the current
 		// master, as connect does: a switch racing with this one must
@@ -901,6 +916,12 @@ func (rc *respConn) replay(up net.Conn) error {
 	return nil
 }
 
+// replayRefused is the new master answering a replayed command with an
+// error (wrong password, say): retrying cannot help.
+type replayRefused struct{ msg string }
+
+func (e replayRefused) Error() string { return e.msg }
+
 // expectReplies reads n replies and fails on the first error reply.
 func expectReplies(c net.Conn, n int) error {
 	sc := resp.NewScanner(resp.Limits{MaxValue: 1 << 20})
@@ -917,7 +938,7 @@ func expectReplies(c net.Conn, n int) error {
 			}
 			if complete {
 				if sc.Type() == '-' {
-					return fmt.Errorf("proxy: replay refused: %s", sc.Head())
+					return replayRefused{fmt.Sprintf("proxy: replay refused: %s", sc.Head())}
 				}
 				got++
 			}

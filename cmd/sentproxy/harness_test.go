@@ -102,7 +102,7 @@ func startHarness(t *testing.T, topo *redisproc.Topology, mutate func(*appConfig
 			t.Errorf("app did not stop within 15s")
 		}
 		if t.Failed() {
-			t.Logf("sentproxy log:\n%s", tail(h.logBuf.String(), 60))
+			t.Logf("sentproxy log:\n%s", tail(h.logBuf.String(), 400))
 		}
 	})
 	return h
