@@ -25,8 +25,8 @@ type session struct {
 	// ended is the direction whose copy returned first (1+direction), set
 	// before that side's close propagates to the other, so the close reason
 	// cannot depend on which goroutine reports back first.
-	ended atomic.Int32
-	lastIO    atomic.Int64 // unix nanos of the last byte moved; idle timeout only
+	ended  atomic.Int32
+	lastIO atomic.Int64 // unix nanos of the last byte moved; idle timeout only
 
 	// Written by the copy goroutines before they signal done.
 	c2m, m2c int64
