@@ -241,3 +241,31 @@ func TestRESPHoldTimeout(t *testing.T) {
 		t.Fatalf("after the hold: %v; want the connection closed", err)
 	}
 }
+
+// Past the proxy-wide buffer limit a command is answered with an error and
+// not run; the client that holds the buffer is unaffected, and once its
+// reply comes the limit frees up. Every session gives its bytes back.
+func TestRESPBufferLimit(t *testing.T) {
+	r := testredis.StartServer(t, redisproc.Options{})
+	s, addr, _ := startServer(t, Config{Mode: ModeRESP, MaxBuffer: 64})
+	s.SetMaster(r.Addr)
+	holder, other := dialRaw(t, addr), dialRaw(t, addr)
+	holder.send("BLPOP q 0") // 27 bytes held until answered
+	waitBlocked(t, r.Addr, 1)
+	big := strings.Repeat("v", 60)
+	other.send("SET k " + big)
+	other.expect(string(errProxyFull))
+	other.send("GET k")
+	other.expect("$-1\r\n") // the SET did not run
+	direct := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer direct.Close()
+	if err := direct.RPush(context.Background(), "q", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	holder.expect("*2\r\n$1\r\nq\r\n$1\r\nx\r\n")
+	other.send("SET k " + big[:20])
+	other.expect("+OK\r\n")
+	holder.c.Close()
+	other.c.Close()
+	eventually(t, "every buffered byte given back", 5*time.Second, func() bool { return s.Buffered() == 0 })
+}

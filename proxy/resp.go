@@ -25,9 +25,12 @@ const (
 	// maxCommandBytes bounds one client command held in memory; a longer
 	// one is refused. Replies of any size stream through.
 	maxCommandBytes = 64 << 20
-	// maxRetained bounds the bytes of one client's commands awaiting a
-	// reply; past it the client is not read until replies drain.
-	maxRetained = 16 << 20
+	// defaultMaxClientBuffer bounds the bytes of one client's commands
+	// awaiting replies; past it the client is not read until they drain.
+	defaultMaxClientBuffer = 16 << 20
+	// defaultMaxBuffer bounds that for all clients of a route together;
+	// past it commands are answered with errProxyFull.
+	defaultMaxBuffer = 512 << 20
 	// replayTimeout bounds restoring a connection's state on a new master.
 	replayTimeout = 5 * time.Second
 )
@@ -39,6 +42,7 @@ var (
 	errMultiAborted   = []byte("-ERR sentproxy: the master failed over inside MULTI; the transaction will be discarded\r\n")
 	errExecAbort      = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
 	errReplayFailed   = []byte("-ERR sentproxy: could not restore this connection's state on the new master\r\n")
+	errProxyFull      = []byte("-ERR sentproxy: the proxy's buffer for commands awaiting replies is full; command not run\r\n")
 	replyOK           = []byte("+OK\r\n")
 	replyQueued       = []byte("+QUEUED\r\n")
 	replyNilArray2    = []byte("*-1\r\n")
@@ -104,6 +108,7 @@ type respConn struct {
 	sentBase   int64
 	sentEnd    int64
 	writtenTo  int64 // stream offset up to which bytes went to the current master
+	counted    int64 // len(sent) as added to the Server's buffered total
 
 	stream    bool // RESP2 subscribed mode or MONITOR: replies are not counted
 	monitor   bool
@@ -148,6 +153,7 @@ func (rc *respConn) masterMoved() {
 func (rc *respConn) end() {
 	rc.mu.Lock()
 	rc.closed = true
+	rc.recount()
 	up := rc.up
 	rc.resumed.Broadcast()
 	rc.mu.Unlock()
@@ -224,6 +230,9 @@ func (rc *respConn) trim() {
 		return
 	}
 	rc.sentBase = keep
+	if rc.srv != nil {
+		rc.recount()
+	}
 }
 
 // settleHead pops entries at the head that need nothing from the master:
@@ -290,7 +299,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 		// Hold while the reply reader recovers, and while too much is
 		// waiting for replies: the kernel's socket buffer then holds the
 		// client, not our memory.
-		for (rc.recovering || len(rc.sent) > maxRetained) && !rc.closed {
+		for (rc.recovering || int64(len(rc.sent)) > rc.srv.cfg.MaxClientBuffer) && !rc.closed {
 			rc.resumed.Wait()
 		}
 		if rc.closed {
@@ -467,12 +476,42 @@ func (rc *respConn) nilArray() []byte {
 	return replyNilArray2
 }
 
+// recount brings the Server's total of buffered bytes in line with
+// len(rc.sent); rc.mu is held.
+func (rc *respConn) recount() {
+	if rc.closed {
+		// An ended session gives all of it back, whatever its reader is
+		// still doing with the queue.
+		rc.srv.buffered.Add(-rc.counted)
+		rc.counted = 0
+		return
+	}
+	if d := int64(len(rc.sent)) - rc.counted; d != 0 {
+		rc.counted += d
+		rc.srv.buffered.Add(d)
+	}
+}
+
 func (rc *respConn) appendEntry(e entry, raw []byte) {
+	if rc.srv != nil && rc.srv.buffered.Load()+int64(len(raw)) > rc.srv.cfg.MaxBuffer {
+		// Past the proxy-wide limit the command is answered, in order,
+		// and not run: the proxy does not grow, and no other client waits
+		// for this one.
+		e.local = errProxyFull
+		if e.replies == 0 {
+			e.local = noReply
+		}
+		rc.push(e)
+		return
+	}
 	e.start = rc.sentEnd
 	rc.sent = append(rc.sent, raw...)
 	rc.sentEnd += int64(len(raw))
 	e.end = rc.sentEnd
 	rc.push(e)
+	if rc.srv != nil {
+		rc.recount()
+	}
 }
 
 // failProtocol answers a malformed command as Redis does: after the replies
@@ -843,6 +882,7 @@ func (rc *respConn) planLocked() {
 	rc.watchLost = lostWatch
 	rc.inMulti, rc.watching = false, false
 	rc.sent, rc.sentBase, rc.sentEnd, rc.writtenTo = sent, 0, int64(len(sent)), 0
+	rc.recount()
 	// Entries answered locally keep offsets into the old stream; they are
 	// never read again.
 	for i := 0; i < rc.qLen; i++ {
@@ -868,6 +908,7 @@ func (rc *respConn) failAll(msg []byte) {
 	}
 	rc.closed = true
 	rc.recovering = false
+	rc.recount()
 	rc.resumed.Broadcast()
 	rc.mu.Unlock()
 	rc.writeClient(out)

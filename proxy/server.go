@@ -56,6 +56,14 @@ type Config struct {
 	Observer Observer
 	// Mode is ModeTCP (the default) or ModeRESP.
 	Mode string
+	// MaxClientBuffer bounds, in ModeRESP, the bytes of one client's
+	// commands awaiting replies (kept to resend them after a failover);
+	// past it the client is not read until replies drain. Zero means
+	// 16 MiB.
+	MaxClientBuffer int64
+	// MaxBuffer bounds that for all clients together; past it new
+	// commands are answered with an error and not run. Zero means 512 MiB.
+	MaxBuffer int64
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)
@@ -78,6 +86,8 @@ type Server struct {
 	// once; commandsFetching guards against fetching it twice at once.
 	commands         atomic.Pointer[commandTable]
 	commandsFetching atomic.Bool
+	// buffered is the bytes all resp-mode clients hold awaiting replies.
+	buffered atomic.Int64
 
 	mu        sync.Mutex
 	master    string
@@ -101,6 +111,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Mode == "" {
 		cfg.Mode = ModeTCP
+	}
+	if cfg.MaxClientBuffer <= 0 {
+		cfg.MaxClientBuffer = defaultMaxClientBuffer
+	}
+	if cfg.MaxBuffer <= 0 {
+		cfg.MaxBuffer = defaultMaxBuffer
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -127,6 +143,10 @@ func (s *Server) Master() string {
 	defer s.mu.Unlock()
 	return s.master
 }
+
+// Buffered is the bytes of commands awaiting replies that resp-mode
+// clients hold in memory now.
+func (s *Server) Buffered() int64 { return s.buffered.Load() }
 
 // ActiveConnections is the number of client connections open now, held
 // ones included.

@@ -54,15 +54,17 @@ type MasterFlags struct {
 
 // ProxyFlags shape the client side.
 type ProxyFlags struct {
-	ListenAddress  string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
-	Routes         []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route, optionally with its own mode (cache=127.0.0.1:6380/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
-	Mode           string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
-	DialTimeout    time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
-	HoldTimeout    time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
-	KeepAlive      time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
-	IdleTimeout    time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs the splice fast path."`
-	MaxConnections int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
-	DrainTimeout   time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
+	ListenAddress   string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
+	Routes          []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route, optionally with its own mode (cache=127.0.0.1:6380/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
+	Mode            string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
+	MaxClientBuffer int64         `name:"max-client-buffer" default:"16777216" placeholder:"BYTES" help:"resp mode: most bytes of one client's commands awaiting replies (kept to resend after a failover); past it the client is not read until replies drain."`
+	MaxBuffer       int64         `name:"max-buffer" default:"536870912" placeholder:"BYTES" help:"resp mode: most bytes of commands awaiting replies for all clients of a route; past it new commands get an error and do not run."`
+	DialTimeout     time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
+	HoldTimeout     time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
+	KeepAlive       time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
+	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs the splice fast path."`
+	MaxConnections  int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
+	DrainTimeout    time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
 }
 
 // WebFlags configure the HTTP endpoints.
@@ -184,6 +186,8 @@ func (f *ProxyFlags) Validate() error {
 		return errors.New("--proxy timeouts must not be negative")
 	case f.MaxConnections < 0:
 		return errors.New("--proxy.max-connections must not be negative")
+	case f.MaxClientBuffer < 1024 || f.MaxBuffer < f.MaxClientBuffer:
+		return errors.New("--proxy.max-client-buffer must be at least 1024 and --proxy.max-buffer at least --proxy.max-client-buffer")
 	}
 	return nil
 }
