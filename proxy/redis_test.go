@@ -72,6 +72,16 @@ func TestRedisClientsThroughProxy(t *testing.T) {
 				if err != nil || res[1].(*redis.IntCmd).Val() != 2 {
 					t.Fatalf("MULTI/EXEC: %v %v", res, err)
 				}
+				// Lua and functions.
+				if n, err := c.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{"e"}).Int(); err != nil || n != 1 {
+					t.Fatalf("EVAL = %d, %v", n, err)
+				}
+				if err := c.FunctionLoadReplace(ctx, "#!lua name=lib\nredis.register_function('answer', function(keys, args) return 42 end)").Err(); err != nil {
+					t.Fatal(err)
+				}
+				if n, err := c.FCall(ctx, "answer", nil).Int(); err != nil || n != 42 {
+					t.Fatalf("FCALL = %d, %v", n, err)
+				}
 				// A value much larger than any buffer, both ways.
 				big := strings.Repeat("0123456789abcdef", 5<<16) // 5 MiB
 				if err := c.Set(ctx, "big", big, 0).Err(); err != nil {
