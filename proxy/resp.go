@@ -97,6 +97,7 @@ type respConn struct {
 	up         net.Conn
 	upAddr     string
 	recovering bool
+	moves      int // masterMoved calls, so a recovery does not clear a newer one's hold
 	closed     bool
 	// clientDone: the client sent QUIT or closed its side; the master
 	// closing after that ends the session instead of starting a recovery.
@@ -144,6 +145,7 @@ func (rc *respConn) masterMoved() {
 	// would be lost, and counted as writes of unknown outcome.
 	if !rc.closed {
 		rc.recovering = true
+		rc.moves++
 	}
 	rc.mu.Unlock()
 	resetConn(up)
@@ -807,15 +809,25 @@ func (rc *respConn) recover(suspect bool) bool {
 		s.mu.Unlock()
 		batch := append([]byte(nil), rc.sent[rc.writtenTo-rc.sentBase:]...)
 		rc.writtenTo = rc.sentEnd
+		moves := rc.moves
+		rc.mu.Unlock()
+		// Resent and held commands go first: the client reader stays
+		// parked (recovering) until they are written, so nothing newer
+		// can overtake them.
+		if len(batch) > 0 {
+			up.Write(batch)
+		}
+		rc.mu.Lock()
 		out := rc.settleHead(nil)
-		rc.recovering = false
+		if rc.moves == moves {
+			// Else the master moved again meanwhile: stay held; the
+			// reader's next read fails and recovers again.
+			rc.recovering = false
+		}
 		rc.resumed.Broadcast()
 		rc.mu.Unlock()
 		if len(out) > 0 {
 			rc.writeClient(out)
-		}
-		if len(batch) > 0 {
-			up.Write(batch)
 		}
 		s.log.Debug("connection moved to the new master", "upstream", addr, "previous", oldAddr)
 		return true
