@@ -269,3 +269,40 @@ func TestRESPBufferLimit(t *testing.T) {
 	other.c.Close()
 	eventually(t, "every buffered byte given back", 5*time.Second, func() bool { return s.Buffered() == 0 })
 }
+
+// What is replayed is the set of subscriptions the client holds, however
+// it got there: channels it left stay left, and patterns come back as
+// patterns.
+func TestRESPReplaysTheSubscriptionSet(t *testing.T) {
+	s, addr, _, b := twoMasters(t, Config{})
+	c := dialRaw(t, addr)
+	for range 50 {
+		c.send("SUBSCRIBE gone")
+		c.expect("*3\r\n$9\r\nsubscribe\r\n$4\r\ngone\r\n:1\r\n")
+		c.send("UNSUBSCRIBE gone")
+		c.expect("*3\r\n$11\r\nunsubscribe\r\n$4\r\ngone\r\n:0\r\n")
+	}
+	c.send("SUBSCRIBE kept")
+	c.expect("*3\r\n$9\r\nsubscribe\r\n$4\r\nkept\r\n:1\r\n")
+	c.send("PSUBSCRIBE pat*")
+	c.expect("*3\r\n$10\r\npsubscribe\r\n$4\r\npat*\r\n:2\r\n")
+	rc := s.sessionsForTest()[0].rc
+	rc.mu.Lock()
+	got := len(rc.subs[0])
+	rc.mu.Unlock()
+	if got != 1 {
+		t.Fatalf("%d channels kept for replay; want 1", got)
+	}
+	s.SetMaster(b.Addr)
+	direct := redis.NewClient(&redis.Options{Addr: b.Addr})
+	defer direct.Close()
+	ctx := context.Background()
+	eventually(t, "subscriptions on the new master", 5*time.Second, func() bool {
+		n, _ := direct.PubSubNumSub(ctx, "kept", "gone").Result()
+		p, _ := direct.PubSubNumPat(ctx).Result()
+		return n["kept"] == 1 && p == 1
+	})
+	if n, _ := direct.PubSubNumSub(ctx, "gone").Result(); n["gone"] != 0 {
+		t.Fatalf("a channel left before the switch was subscribed again")
+	}
+}

@@ -461,3 +461,14 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	eventually(t, "idle close", time.Second, func() bool { return rec.closedFor(ReasonIdle) == 1 })
 }
+
+// sessionsForTest lists the Server's open sessions.
+func (s *Server) sessionsForTest() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*session
+	for ss := range s.sessions {
+		out = append(out, ss)
+	}
+	return out
+}

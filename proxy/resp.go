@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/tidwall/redcon"
 
 	"github.com/sentproxy/sentproxy/internal/resp"
 )
@@ -124,7 +127,10 @@ type respConn struct {
 
 	// State replayed on a new master, as the raw commands that set it.
 	hello, auth, sel, setname []byte
-	subs                      [][]byte
+	// subs holds the channels, patterns and shard channels subscribed to
+	// now: the set, not the commands, so that a client subscribing and
+	// unsubscribing in a loop holds no more than it listens to.
+	subs [3]map[string]struct{}
 
 	wmu sync.Mutex // serialises writes to the client
 }
@@ -352,7 +358,7 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 	name := c.Name()
 	switch string(name) {
 	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe":
-		rc.subs = append(rc.subs, append([]byte(nil), raw...))
+		rc.trackSubscription(string(name), raw)
 		if !rc.resp3 {
 			rc.stream = true
 		}
@@ -402,7 +408,8 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 	case "reset":
 		rc.stream, rc.monitor, rc.replyOff, rc.skipNext = false, false, false, false
 		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost = false, false, false, false
-		rc.hello, rc.auth, rc.sel, rc.setname, rc.subs = nil, nil, nil, nil, nil
+		rc.hello, rc.auth, rc.sel, rc.setname = nil, nil, nil, nil
+		rc.subs = [3]map[string]struct{}{}
 		rc.resp3 = false
 	default:
 		e.retry = rc.srv.readOnlyFor(name)
@@ -940,8 +947,15 @@ func (rc *respConn) replay(up net.Conn) error {
 		}
 	}
 	var tail []byte
-	for _, c := range rc.subs {
-		tail = append(tail, c...)
+	for i, set := range rc.subs {
+		if len(set) == 0 {
+			continue
+		}
+		tail = redcon.AppendArray(tail, len(set)+1)
+		tail = redcon.AppendBulkString(tail, subscribeCommands[i])
+		for ch := range set {
+			tail = redcon.AppendBulkString(tail, ch)
+		}
 	}
 	if rc.monitor {
 		tail = append(tail, "*1\r\n$7\r\nMONITOR\r\n"...)
@@ -967,6 +981,42 @@ func (rc *respConn) replay(up net.Conn) error {
 		}
 	}
 	return nil
+}
+
+// subscribeCommands re-issue each kind of subscription in rc.subs.
+var subscribeCommands = [3]string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"}
+
+// trackSubscription applies a (P|S)(UN)SUBSCRIBE to the set replayed on a
+// new master; rc.mu is held. The command is complete and already checked by
+// the command scanner, so redcon can split it (it allocates, but these
+// commands are rare).
+func (rc *respConn) trackSubscription(name string, raw []byte) {
+	kind := 0
+	switch strings.TrimPrefix(name, "un") {
+	case "psubscribe":
+		kind = 1
+	case "ssubscribe":
+		kind = 2
+	}
+	_, args, _, _, err := redcon.ReadNextCommand(raw, nil)
+	if err != nil || len(args) == 0 {
+		return
+	}
+	if strings.HasPrefix(name, "un") {
+		if len(args) == 1 {
+			rc.subs[kind] = nil // no arguments: all of this kind
+		}
+		for _, a := range args[1:] {
+			delete(rc.subs[kind], string(a))
+		}
+		return
+	}
+	if rc.subs[kind] == nil {
+		rc.subs[kind] = map[string]struct{}{}
+	}
+	for _, a := range args[1:] {
+		rc.subs[kind][string(a)] = struct{}{}
+	}
 }
 
 // replayRefused is the new master answering a replayed command with an
