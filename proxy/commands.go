@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -60,7 +59,7 @@ func fetchCommandTable(addr string, timeout time.Duration) (commandTable, error)
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}
 	// The reply is a few hundred KiB; read until redcon frames it whole.
-	r := bufio.NewReader(io.LimitReader(c, 16<<20))
+	r := io.LimitReader(c, 16<<20)
 	var buf []byte
 	chunk := make([]byte, 64<<10)
 	for {
