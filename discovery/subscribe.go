@@ -79,7 +79,7 @@ func (w *Watcher) subscribeOnce(ctx context.Context, s *sentinel) error {
 			// published while we were away is lost, so look now.
 			if m.Kind == "subscribe" {
 				w.log.Debug("subscribed", "sentinel", s.addr, "channel", m.Channel)
-				w.trigger("subscribed to "+s.addr, lastHeard, true)
+				w.trigger(trigger{reason: "subscribed to " + s.addr, at: lastHeard, urgent: true})
 			}
 		case *redis.Message:
 			if eventMasterName(m.Channel, m.Payload) != w.cfg.MasterName || w.dropEvents {
@@ -87,11 +87,11 @@ func (w *Watcher) subscribeOnce(ctx context.Context, s *sentinel) error {
 			}
 			if m.Channel != switchChannel {
 				w.log.Debug("failover event", "sentinel", s.addr, "channel", m.Channel, "payload", m.Payload)
-				w.trigger(m.Channel+" from "+s.addr, lastHeard, true)
+				w.trigger(trigger{reason: m.Channel + " from " + s.addr, at: lastHeard, urgent: true, event: true})
 				continue
 			}
 			w.log.Debug("+switch-master received", "sentinel", s.addr, "payload", m.Payload)
-			w.trigger("+switch-master from "+s.addr, lastHeard, true)
+			w.trigger(trigger{reason: "+switch-master from " + s.addr, at: lastHeard, urgent: true, event: true})
 		}
 	}
 }

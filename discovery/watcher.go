@@ -113,7 +113,8 @@ type Status struct {
 type trigger struct {
 	reason string
 	at     time.Time
-	urgent bool
+	urgent bool // skip the pacing between checks
+	event  bool // a Sentinel's event message: re-checks it starts are named after it
 }
 
 type sentinel struct {
@@ -207,15 +208,17 @@ func (w *Watcher) Status() Status {
 
 // Recheck asks for a check as soon as possible, e.g. after a dial to the
 // current master failed. It never blocks.
-func (w *Watcher) Recheck(reason string) { w.trigger(reason, time.Now(), false) }
+func (w *Watcher) Recheck(reason string) { w.trigger(trigger{reason: reason, at: time.Now()}) }
 
-func (w *Watcher) trigger(reason string, at time.Time, urgent bool) {
+func (w *Watcher) trigger(t trigger) {
 	w.mu.Lock()
 	if w.pending == nil {
-		w.pending = &trigger{reason: reason, at: at, urgent: urgent}
-	} else if urgent && !w.pending.urgent {
-		w.pending.urgent = true
-		w.pending.reason = reason
+		w.pending = &t
+	} else if (t.urgent && !w.pending.urgent) || (t.event && !w.pending.event) {
+		// Keep the earliest time; let the stronger reason name the check.
+		w.pending.urgent = w.pending.urgent || t.urgent
+		w.pending.event = w.pending.event || t.event
+		w.pending.reason = t.reason
 	}
 	w.mu.Unlock()
 	select {
@@ -224,10 +227,17 @@ func (w *Watcher) trigger(reason string, at time.Time, urgent bool) {
 	}
 }
 
-func (w *Watcher) takePending() trigger {
+// takePending returns the event that asked for a check; without one, the
+// timer fired: a poll, or a re-check of the transition that cause started.
+func (w *Watcher) takePending(cause *trigger) trigger {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.pending == nil {
+		if cause != nil {
+			// Named after what started the transition, so that logs and
+			// updates say which event led to the switch.
+			return trigger{reason: cause.reason + ", re-checked", at: cause.at}
+		}
 		return trigger{reason: "poll", at: time.Now()}
 	}
 	t := *w.pending
@@ -260,6 +270,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	var lastCheck time.Time
+	// transition is the Sentinel event whose check found the Sentinels
+	// mid-failover, while the fast re-checks it started last; re-checks
+	// started otherwise are polls.
+	var transition *trigger
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,7 +281,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-w.wake:
 		}
-		t := w.takePending()
+		t := w.takePending(transition)
 		if gap := time.Since(lastCheck); !t.urgent && gap < minCheckGap {
 			select {
 			case <-ctx.Done():
@@ -277,6 +291,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		lastCheck = time.Now()
 		next := w.checkAndApply(ctx, t)
+		switch {
+		case next != transitionInterval:
+			transition = nil
+		case transition == nil && t.event:
+			transition = &t
+		}
 		timer.Reset(next)
 	}
 }
