@@ -1,0 +1,53 @@
+package lab
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCPUTimeAndRSSOfSelf(t *testing.T) {
+	deadline := time.Now().Add(2 * time.Second)
+	var cpu time.Duration
+	// Burn a little CPU so that at least one clock tick is recorded.
+	for x := 0; time.Now().Before(deadline); x++ {
+		var err error
+		if cpu, err = CPUTime(os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+		if cpu > 0 {
+			break
+		}
+	}
+	if cpu <= 0 {
+		t.Fatalf("CPU time of a busy process stayed %v", cpu)
+	}
+	rss, err := RSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss < 1<<20 {
+		t.Fatalf("RSS of a Go test binary is %d bytes, expected at least 1 MiB", rss)
+	}
+}
+
+func TestCPUTimeOfMissingProcess(t *testing.T) {
+	// PID 0 has no /proc entry.
+	if _, err := CPUTime(0); err == nil {
+		t.Fatal("CPUTime(0) succeeded")
+	}
+}
+
+func TestHAProxyRoleCheckConfig(t *testing.T) {
+	cfg := HAProxyConfig(HAProxyOptions{Servers: []string{"127.0.0.1:1", "127.0.0.1:2"}, RoleCheck: true}, "127.0.0.1:3")
+	for _, want := range []string{
+		"tcp-check expect string role:master",
+		"server redis1 127.0.0.1:1 check inter 1000ms on-marked-down shutdown-sessions",
+		"server redis2 127.0.0.1:2 check inter 1000ms on-marked-down shutdown-sessions",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+}
