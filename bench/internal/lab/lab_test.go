@@ -51,3 +51,28 @@ func TestHAProxyRoleCheckConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestReplaceSection(t *testing.T) {
+	path := t.TempDir() + "/R.md"
+	if err := os.WriteFile(path, []byte("# R\n<!-- a:begin -->\nold\n<!-- a:end -->\ntail\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceSection(path, "a", "new\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceSection(path, "b", "bee"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	want := "# R\n<!-- a:begin -->\nnew\n<!-- a:end -->\ntail\n\n<!-- b:begin -->\nbee\n<!-- b:end -->\n"
+	if string(got) != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	// A file with a begin marker but no end marker is refused, not mangled.
+	if err := os.WriteFile(path, []byte("<!-- a:begin -->\nx\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceSection(path, "a", "y"); err == nil {
+		t.Fatal("a section without its end marker was accepted")
+	}
+}
