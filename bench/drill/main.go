@@ -1,0 +1,317 @@
+// Command drill runs the same failures against sentproxy (tcp and resp
+// mode), HAProxy with a role check, and go-redis's FailoverClient at the
+// same time, and reports what their clients saw: errors, how long they
+// lasted, how soon the new master answered, tail latency during the
+// failover, writes that reached the demoted master, and acknowledged
+// writes that were lost.
+//
+// Each scenario run starts a fresh master, two replicas and three Sentinels
+// from the local redis-server on loopback ports, starts the contenders in
+// front of it, drives a fixed-rate INCR/SET/GET workload through all of
+// them, injects the fault (SIGKILL, SIGSTOP then SIGCONT, SENTINEL
+// FAILOVER, or the loss of a Sentinel) and keeps going until every
+// contender has recovered. It writes the "drill" section of
+// bench/RESULTS.md and a timeline picture per scenario.
+//
+// Typical usage, from the repository root:
+//
+//	go run ./bench/drill                 # 4 scenarios × 3 runs, several minutes
+//	go run ./bench/drill -quick          # 1 short run per scenario
+//	go run ./bench/drill -scenarios=sigstop -contenders=tcp,haproxy -raw=/tmp/drill.json
+//
+// Every process it starts is stopped by its PID when the drill ends, also
+// on Ctrl-C.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
+)
+
+// redisLogger sends go-redis's own log lines (one per FailoverClient
+// master change) to slog at debug level: at info they would drown the
+// drill's progress lines.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...))
+}
+
+var (
+	allScenarios  = []string{"sigkill", "sigstop", "sentinel-failover", "sentinel-down"}
+	allContenders = []string{"tcp", "resp", "haproxy", "goredis"}
+)
+
+// usageError is a bad flag: exit status 2, like package flag.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], log)
+	stop()
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "drill:", err)
+		os.Exit(2)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		log.Error("drill failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	cfg     Config
+	results string
+	img     string
+	raw     string
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ", "))
+	contenders := fs.String("contenders", strings.Join(allContenders, ","), "comma-separated contenders: "+strings.Join(allContenders, ", "))
+	clients := fs.Int("clients", 10, "connections (clients) per contender")
+	rate := fs.Float64("rate", 50, "requests per second per client")
+	downAfter := fs.Duration("down-after", 2*time.Second, "Sentinel down-after-milliseconds")
+	runs := fs.Int("runs", 3, "runs per scenario")
+	results := fs.String("results", "bench/RESULTS.md", "results file whose \"drill\" section is replaced (relative to the module root)")
+	img := fs.String("img", "bench/img", "directory for the timeline pictures (relative to the module root)")
+	raw := fs.String("raw", "", "optional JSON file to dump every record of every run into")
+	quick := fs.Bool("quick", false, "smoke run: 1 run, short phases, 4 clients unless -clients is given")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return options{}, err
+		}
+		return options{}, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return options{}, usageError{fmt.Sprintf("unexpected arguments: %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	o := options{results: *results, img: *img, raw: *raw}
+	c := &o.cfg
+	var err error
+	if c.Scenarios, err = pickList("scenarios", *scenarios, allScenarios); err != nil {
+		return o, err
+	}
+	if c.Contenders, err = pickList("contenders", *contenders, allContenders); err != nil {
+		return o, err
+	}
+	c.Clients, c.Rate, c.DownAfter, c.Runs = *clients, *rate, *downAfter, *runs
+	c.Warmup, c.Tail = 5*time.Second, 5*time.Second
+	if *quick {
+		if !set["runs"] {
+			c.Runs = 1
+		}
+		if !set["clients"] {
+			c.Clients = 4
+		}
+		c.Warmup, c.Tail = 3*time.Second, 3*time.Second
+	}
+	switch {
+	case c.Clients < 1 || c.Clients > 1000:
+		return o, usageError{fmt.Sprintf("-clients=%d: want 1 to 1000", c.Clients)}
+	case !(c.Rate > 0 && c.Rate <= 10000):
+		return o, usageError{fmt.Sprintf("-rate=%g: want more than 0 and at most 10000", c.Rate)}
+	case c.DownAfter < 100*time.Millisecond || c.DownAfter > time.Minute:
+		return o, usageError{fmt.Sprintf("-down-after=%v: want 100ms to 1m", c.DownAfter)}
+	case c.Runs < 1 || c.Runs > 100:
+		return o, usageError{fmt.Sprintf("-runs=%d: want 1 to 100", c.Runs)}
+	case o.results == "":
+		return o, usageError{"-results must not be empty"}
+	case o.img == "":
+		return o, usageError{"-img must not be empty"}
+	}
+	// A SIGSTOPped master costs down-after plus an election; a frozen
+	// client's read timeout adds 10 s. Twenty seconds covers the rest.
+	c.Deadline = 3*c.DownAfter + clientReadTimeout + 20*time.Second
+	return o, nil
+}
+
+// pickList splits a comma-separated flag and checks every item, keeping
+// the order of known (the report's order) and dropping duplicates.
+func pickList(name, value string, known []string) ([]string, error) {
+	want := map[string]bool{}
+	for _, s := range strings.Split(value, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !contains(known, s) {
+			return nil, usageError{fmt.Sprintf("-%s: unknown %q (known: %s)", name, s, strings.Join(known, ", "))}
+		}
+		want[s] = true
+	}
+	var out []string
+	for _, k := range known {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, usageError{fmt.Sprintf("-%s: empty", name)}
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	resultsPath, imgDir := inRoot(root, o.results), inRoot(root, o.img)
+	cfg := o.cfg
+	cfg.Log = log
+	dir, err := scratchDir()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.Dir = dir
+
+	env := environment(ctx, root, args)
+	log.Info("building sentproxy", "revision", env.Revision)
+	if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
+		return err
+	}
+	results, runs, err := Drill(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(imgDir, 0o755); err != nil {
+		return fmt.Errorf("drill: pictures: %w", err)
+	}
+	for _, r := range results {
+		if len(r.Runs) == 0 {
+			continue
+		}
+		p := filepath.Join(imgDir, "drill-"+r.Name+".svg")
+		if err := os.WriteFile(p, []byte(Timeline(r.Runs[0])), 0o644); err != nil {
+			return fmt.Errorf("drill: picture: %w", err)
+		}
+		rel, err := filepath.Rel(filepath.Dir(resultsPath), p)
+		if err != nil {
+			rel = p
+		}
+		r.Image = filepath.ToSlash(rel)
+	}
+	if o.raw != "" {
+		b, err := json.Marshal(runs)
+		if err != nil {
+			return fmt.Errorf("drill: raw dump: %w", err)
+		}
+		if err := os.WriteFile(o.raw, b, 0o644); err != nil {
+			return fmt.Errorf("drill: raw dump: %w", err)
+		}
+	}
+	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	if err := lab.ReplaceSection(resultsPath, "drill", Report(env, cfg, results)); err != nil {
+		return err
+	}
+	log.Info("results written", "file", resultsPath, "pictures", imgDir)
+	return nil
+}
+
+// Drill runs every scenario cfg.Runs times and analyses the runs. A run
+// that fails is reported in its scenario and the drill goes on; Ctrl-C ends
+// it with ctx's error.
+func Drill(ctx context.Context, cfg Config) ([]*ScenarioResult, []*RunData, error) {
+	var results []*ScenarioResult
+	var all []*RunData
+	for _, sc := range cfg.Scenarios {
+		r := &ScenarioResult{Name: sc}
+		for i := 1; i <= cfg.Runs; i++ {
+			d, err := runOnce(ctx, cfg, sc, i)
+			if ctx.Err() != nil {
+				return nil, nil, fmt.Errorf("drill: interrupted: %w", ctx.Err())
+			}
+			if err != nil {
+				cfg.Log.Error("run failed", "scenario", sc, "run", i, "err", err)
+				r.Failures = append(r.Failures, fmt.Sprintf("run %d: %v", i, firstLine(err.Error())))
+				continue
+			}
+			m := Analyze(d)
+			for _, c := range cfg.Contenders {
+				x := m[c]
+				cfg.Log.Info("result", "scenario", sc, "run", i, "contender", c, "errors", x.Errors,
+					"first_ok_after_switch", fmtDur(x.FirstOK), "p99_window", fmtDur(x.P99),
+					"old_master_acked_writes", x.OldWritesAcked, "lost_before", x.LostBefore, "lost_after", x.LostAfter)
+			}
+			r.Runs = append(r.Runs, d)
+			r.Metrics = append(r.Metrics, m)
+			all = append(all, d)
+		}
+		results = append(results, r)
+	}
+	return results, all, nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func inRoot(root, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(root, p)
+}
+
+// environment describes the machine and the build for the report.
+func environment(ctx context.Context, root string, args []string) Env {
+	out := func(name string, arg ...string) string {
+		cmd := exec.CommandContext(ctx, name, arg...)
+		cmd.Dir = root
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			return "unknown (" + name + ": " + err.Error() + ")"
+		}
+		return firstLine(strings.TrimSpace(string(b)))
+	}
+	rev := out("git", "rev-parse", "--short", "HEAD")
+	if s := out("git", "status", "--porcelain", "--untracked-files=no"); s != "" && !strings.HasPrefix(s, "unknown") {
+		rev += " + uncommitted changes"
+	}
+	cmd := "go run ./bench/drill"
+	if len(args) > 0 {
+		cmd += " " + strings.Join(args, " ")
+	}
+	return Env{
+		Command:   cmd,
+		NProc:     out("nproc"),
+		Redis:     out("redis-server", "--version"),
+		HAProxy:   out("haproxy", "-v"),
+		Revision:  rev,
+		GoVersion: runtime.Version(),
+	}
+}
