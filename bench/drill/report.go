@@ -326,7 +326,17 @@ func tradeOff(other string, col column, spMs, oMs []*Metrics, runs int) string {
 			spErrs = c.summary(spMs)
 		}
 	}
+	var oErrs Summary
+	for _, c := range columns {
+		if c.title == "errors" {
+			oErrs = c.summary(oMs)
+		}
+	}
 	if acked.Med == 0 && lost.Med == 0 {
+		if col.title == "p99 in failover window" && oErrs.Med > spErrs.Med {
+			return fmt.Sprintf("%s's requests failed fast instead of waiting (errors: %s vs %s); the p99 counts an error's latency like a success's.",
+				contenderLabel(other), fmtSummary(oErrs, false, runs), fmtSummary(spErrs, false, runs))
+		}
 		return ""
 	}
 	return fmt.Sprintf("%s did not wait for the switch: %s acknowledged writes reached the old master after it, and %s acknowledged INCRs were lost; sentproxy's clients waited instead (errors: %s).",

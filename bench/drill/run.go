@@ -289,7 +289,7 @@ func runOnce(ctx context.Context, cfg Config, scenario string, run int) (_ *RunD
 	d.Records = w.records()
 	d.Skipped = w.skipped()
 	d.Monitor = mon.lines()
-	if mon.reconnects > 0 {
+	if mon.reconnects > 0 { // read after bg.Wait: no lock needed
 		d.Notes = append(d.Notes, fmt.Sprintf("MONITOR on the old master was reconnected %d times (Sentinel kills normal clients of a master it demotes); commands in those gaps are not counted", mon.reconnects))
 	}
 	return d, nil
@@ -557,14 +557,7 @@ func (m *monitor) lines() []MonitorLine {
 }
 
 func (m *monitor) run(ctx context.Context) {
-	first := true
 	for ctx.Err() == nil {
-		if !first {
-			m.mu.Lock()
-			m.reconnects++
-			m.mu.Unlock()
-		}
-		first = false
 		_ = m.session(ctx)
 		_ = sleepCtx(ctx, 100*time.Millisecond)
 	}
@@ -593,7 +586,11 @@ func (m *monitor) session(ctx context.Context) error {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if line == "+OK" {
-			m.started.Store(true)
+			if m.started.Swap(true) {
+				m.mu.Lock()
+				m.reconnects++
+				m.mu.Unlock()
+			}
 			continue
 		}
 		if ml, ok := parseMonitorLine(line); ok && !containsStr(m.exclude, ml.Src) {
