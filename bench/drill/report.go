@@ -339,7 +339,7 @@ func tradeOff(other string, col column, spMs, oMs []*Metrics, runs int) string {
 		}
 		return ""
 	}
-	return fmt.Sprintf("%s did not wait for the switch: %s acknowledged writes reached the old master after it, and %s acknowledged INCRs were lost; sentproxy's clients waited instead (errors: %s).",
+	return fmt.Sprintf("%s answered without waiting, at a cost: %s acknowledged writes ran on the old master after +switch-master, and %s INCRs acknowledged after the fault were lost (acknowledged by the old master, then thrown away when it was demoted); sentproxy's clients waited instead (errors: %s).",
 		contenderLabel(other), fmtSummary(acked, false, runs), fmtSummary(lost, false, runs), fmtSummary(spErrs, false, runs))
 }
 

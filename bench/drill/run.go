@@ -290,7 +290,7 @@ func runOnce(ctx context.Context, cfg Config, scenario string, run int) (_ *RunD
 	d.Skipped = w.skipped()
 	d.Monitor = mon.lines()
 	if mon.reconnects > 0 { // read after bg.Wait: no lock needed
-		d.Notes = append(d.Notes, fmt.Sprintf("MONITOR on the old master was reconnected %d times (Sentinel kills normal clients of a master it demotes); commands in those gaps are not counted", mon.reconnects))
+		d.Notes = append(d.Notes, fmt.Sprintf("MONITOR on the old master was reconnected %d time(s) (Sentinel kills normal clients of a master it demotes); commands in those gaps are not counted", mon.reconnects))
 	}
 	return d, nil
 }
