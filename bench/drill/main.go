@@ -18,6 +18,7 @@
 //	go run ./bench/drill                 # 4 scenarios × 3 runs, several minutes
 //	go run ./bench/drill -quick          # 1 short run per scenario
 //	go run ./bench/drill -scenarios=sigstop -contenders=tcp,haproxy -raw=/tmp/drill.json
+//	go run ./bench/drill -from-raw=/tmp/drill.json   # report again, no new runs
 //
 // Every process it starts is stopped by its PID when the drill ends, also
 // on Ctrl-C.
@@ -87,6 +88,7 @@ type options struct {
 	results string
 	img     string
 	raw     string
+	fromRaw string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -100,6 +102,7 @@ func parseFlags(args []string) (options, error) {
 	results := fs.String("results", "bench/RESULTS.md", "results file whose \"drill\" section is replaced (relative to the module root)")
 	img := fs.String("img", "bench/img", "directory for the timeline pictures (relative to the module root)")
 	raw := fs.String("raw", "", "optional JSON file to dump every record of every run into")
+	fromRaw := fs.String("from-raw", "", "run nothing: rebuild the report and pictures from a -raw dump of an earlier run (give the same -clients, -rate, -down-after, -quick)")
 	quick := fs.Bool("quick", false, "smoke run: 1 run, short phases, 4 clients unless -clients is given")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -113,7 +116,7 @@ func parseFlags(args []string) (options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
-	o := options{results: *results, img: *img, raw: *raw}
+	o := options{results: *results, img: *img, raw: *raw, fromRaw: *fromRaw}
 	c := &o.cfg
 	var err error
 	if c.Scenarios, err = pickList("scenarios", *scenarios, allScenarios); err != nil {
@@ -199,11 +202,18 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Dir = dir
 
 	env := environment(ctx, root, args)
-	log.Info("building sentproxy", "revision", env.Revision)
-	if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
-		return err
+	var results []*ScenarioResult
+	var runs []*RunData
+	if o.fromRaw != "" {
+		results, runs, err = fromRaw(o.fromRaw, &cfg)
+		env.Note = "The report and pictures were rebuilt from the `-raw` dump of an earlier run; the date is that run's."
+	} else {
+		log.Info("building sentproxy", "revision", env.Revision)
+		if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
+			return err
+		}
+		results, runs, err = Drill(ctx, cfg)
 	}
-	results, runs, err := Drill(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -234,6 +244,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	if len(runs) > 0 {
+		env.Date = runs[0].Start.UTC().Format("2006-01-02 15:04 UTC")
+	}
 	if err := lab.ReplaceSection(resultsPath, "drill", Report(env, cfg, results)); err != nil {
 		return err
 	}
@@ -273,6 +286,39 @@ func Drill(ctx context.Context, cfg Config) ([]*ScenarioResult, []*RunData, erro
 		results = append(results, r)
 	}
 	return results, all, nil
+}
+
+// fromRaw reads a -raw dump and analyses it as Drill would have; the
+// scenarios, contenders and runs come from the dump.
+func fromRaw(path string, cfg *Config) ([]*ScenarioResult, []*RunData, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("drill: -from-raw: %w", err)
+	}
+	var runs []*RunData
+	if err := json.Unmarshal(b, &runs); err != nil {
+		return nil, nil, fmt.Errorf("drill: -from-raw %s: %w", path, err)
+	}
+	if len(runs) == 0 {
+		return nil, nil, fmt.Errorf("drill: -from-raw %s: no runs", path)
+	}
+	cfg.Contenders = runs[0].Contenders
+	cfg.Scenarios, cfg.Runs = nil, 0
+	by := map[string]*ScenarioResult{}
+	var results []*ScenarioResult
+	for _, d := range runs {
+		r := by[d.Scenario]
+		if r == nil {
+			r = &ScenarioResult{Name: d.Scenario}
+			by[d.Scenario] = r
+			results = append(results, r)
+			cfg.Scenarios = append(cfg.Scenarios, d.Scenario)
+		}
+		r.Runs = append(r.Runs, d)
+		r.Metrics = append(r.Metrics, Analyze(d))
+		cfg.Runs = max(cfg.Runs, len(r.Runs))
+	}
+	return results, runs, nil
 }
 
 func firstLine(s string) string {

@@ -74,11 +74,12 @@ func Timeline(d *RunData) string {
 		lx += 14 + 7*len(label) + 16
 	}
 	legend(`<circle cx="X" cy="40" r="2.5" fill="#2b6cb0"/>`, "success")
+	legend(`<circle cx="X" cy="40" r="3" fill="#9467bd"/>`, "ran on old master after switch")
 	legend(`<path d="M X 36 l 7 7 m 0 -7 l -7 7" transform="translate(-3,0)" stroke="#d62728" stroke-width="2"/>`, "error")
 	legend(`<line x1="X" y1="34" x2="X" y2="46" stroke="black" stroke-width="2"/>`, "fault")
 	legend(`<line x1="X" y1="34" x2="X" y2="46" stroke="#2ca02c" stroke-width="2" stroke-dasharray="4,2"/>`, "+switch-master")
 	if !d.Cont.IsZero() {
-		legend(`<line x1="X" y1="34" x2="X" y2="46" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="2,2"/>`, "SIGCONT (old master back)")
+		legend(`<line x1="X" y1="34" x2="X" y2="46" stroke="#ff7f0e" stroke-width="2" stroke-dasharray="2,2"/>`, "SIGCONT")
 	}
 
 	laneOf := map[string]int{}
@@ -109,9 +110,10 @@ func Timeline(d *RunData) string {
 	fmt.Fprintf(&b, `<text x="%.0f" y="%d" text-anchor="middle">seconds since the fault (completion time)</text>`+"\n", float64(svgLeft)+plotW/2, axisY+36)
 
 	type px struct{ lane, x, y int }
-	seenOK, seenErr := map[px]bool{}, map[px]bool{}
-	var dots, errs strings.Builder
-	for _, r := range d.Records {
+	seenOK, seenOld, seenErr := map[px]bool{}, map[px]bool{}, map[px]bool{}
+	var dots, old, errs strings.Builder
+	hits := oldMasterHits(d)
+	for i, r := range d.Records {
 		lane, ok := laneOf[r.Contender]
 		if !ok || r.Done.Before(from) || r.Done.After(to) {
 			continue
@@ -120,6 +122,13 @@ func Timeline(d *RunData) string {
 		// A 2-unit grid: finer than a dot, coarse enough to keep the file
 		// under a few hundred kB at 40 clients.
 		k := px{lane, int(x / 2), int(y / 2)}
+		if r.Err == "" && hits[i] {
+			if !seenOld[k] {
+				seenOld[k] = true
+				fmt.Fprintf(&old, `<circle cx="%.0f" cy="%.0f" r="2"/>`+"\n", x, y)
+			}
+			continue
+		}
 		if r.Err == "" {
 			if !seenOK[k] {
 				seenOK[k] = true
@@ -134,6 +143,7 @@ func Timeline(d *RunData) string {
 	}
 	// The dots share their style through the group, which halves the file.
 	b.WriteString(`<g fill="#2b6cb0" fill-opacity="0.6">` + "\n" + dots.String() + "</g>\n")
+	b.WriteString(`<g fill="#9467bd">` + "\n" + old.String() + "</g>\n")
 	b.WriteString(errs.String())
 
 	// Lane titles go over the dots, with a white halo to stay readable.
