@@ -13,7 +13,7 @@ const (
 	svgWidth   = 1000
 	svgLeft    = 120
 	svgRight   = 20
-	svgTop     = 64
+	svgTop     = 84
 	svgLaneH   = 130
 	svgLaneGap = 18
 	svgBottom  = 46
@@ -109,6 +109,21 @@ func Timeline(d *RunData) string {
 	}
 	fmt.Fprintf(&b, `<text x="%.0f" y="%d" text-anchor="middle">seconds since the fault (completion time)</text>`+"\n", float64(svgLeft)+plotW/2, axisY+36)
 
+	// The event lines go under the dots, so a request completing right at
+	// the switch stays visible; their labels sit above the lanes (row 1
+	// above row 0).
+	vline := func(t time.Time, color, dash, label string, row int) {
+		if t.IsZero() {
+			return
+		}
+		x := xOf(t)
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="%s"/>`+"\n", x, svgTop-4, x, axisY, color, dash)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="%s" font-size="11" stroke="white" stroke-width="3" paint-order="stroke">%s</text>`+"\n", x+3, svgTop-6-row*14, color, html.EscapeString(label))
+	}
+	vline(d.Fault, "black", "none", "fault", 0)
+	vline(d.Switch, "#2ca02c", "4,2", fmt.Sprintf("+switch-master (+%.2fs)", d.Switch.Sub(d.Fault).Seconds()), 1)
+	vline(d.Cont, "#ff7f0e", "2,2", fmt.Sprintf("SIGCONT (+%.2fs)", d.Cont.Sub(d.Fault).Seconds()), 0)
+
 	type px struct{ lane, x, y int }
 	seenOK, seenOld, seenErr := map[px]bool{}, map[px]bool{}, map[px]bool{}
 	var dots, old, errs strings.Builder
@@ -151,17 +166,6 @@ func Timeline(d *RunData) string {
 		top := svgTop + i*(svgLaneH+svgLaneGap)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-weight="bold" stroke="white" stroke-width="4" paint-order="stroke">%s</text>`+"\n", svgLeft+6, top+15, html.EscapeString(contenderLabel(c)))
 	}
-	vline := func(t time.Time, color, dash, label string, row int) {
-		if t.IsZero() {
-			return
-		}
-		x := xOf(t)
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.5" stroke-dasharray="%s"/>`+"\n", x, svgTop-4, x, axisY, color, dash)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="%s" font-size="11" stroke="white" stroke-width="3" paint-order="stroke">%s</text>`+"\n", x+3, svgTop-6+row*34, color, html.EscapeString(label))
-	}
-	vline(d.Fault, "black", "none", "fault", 0)
-	vline(d.Switch, "#2ca02c", "4,2", fmt.Sprintf("+switch-master (+%.2fs)", d.Switch.Sub(d.Fault).Seconds()), 1)
-	vline(d.Cont, "#ff7f0e", "2,2", fmt.Sprintf("SIGCONT (+%.2fs)", d.Cont.Sub(d.Fault).Seconds()), 0)
 	b.WriteString("</svg>\n")
 	return b.String()
 }
