@@ -5,7 +5,7 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X github.com/prometheus/common/version.Version=$(VERSION) \
             -X github.com/prometheus/common/version.Revision=$(REVISION)
 
-.PHONY: build test demo bench failover-bench vet lint check-observability package check-packaging
+.PHONY: build test demo bench drill failover-bench vet lint check-observability package check-packaging
 
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/sentproxy ./cmd/sentproxy
@@ -27,6 +27,9 @@ check-observability:
 
 bench:
 	bash bench/run.sh
+
+drill:
+	go run ./bench/drill
 
 failover-bench:
 	bash bench/failover.sh 5

@@ -4,9 +4,9 @@ by default) and prints the tables. Standard library only.
 
 Usage: report.py RAW.tsv COMMANDS.txt HAPROXY.cfg RESULTS.md
 Context (date, machine, versions, ...) comes from BENCH_* environment
-variables set by run.sh. A section of the old RESULTS.md between
-"<!-- failover:begin -->" and "<!-- failover:end -->" (bench/failover.sh's
-table, added by hand) is carried over into the new file.
+variables set by run.sh. Every section of the old RESULTS.md between "<!-- NAME:begin -->" and
+"<!-- NAME:end -->" (the failover table added by hand; the sections that
+bench/drill and bench/scale write) is carried over into the new file.
 """
 import csv
 import os
@@ -316,13 +316,12 @@ cmds = open(cmds_path).read().rstrip()
 hacfg = open(hacfg_path).read().rstrip()
 quick = env("BENCH_QUICK", "0") == "1"
 
-# Carry over the hand-added failover section, if any.
+# Carry over the sections other programs own (failover, drill, scale, ...).
 failover = ""
 try:
     old = open(out_path).read()
-    m = re.search(r"<!-- failover:begin -->.*?<!-- failover:end -->", old, re.S)
-    if m:
-        failover = "\n" + m.group(0) + "\n"
+    for m in re.finditer(r"<!-- ([a-z-]+):begin -->.*?<!-- \1:end -->", old, re.S):
+        failover += "\n" + m.group(0) + "\n"
 except FileNotFoundError:
     pass
 

@@ -13,9 +13,10 @@
 # targets alike and in-round ratios compare neighbours. It also reads each
 # proxy's CPU time (utime+stime from /proc/PID/stat) around every benchmark to
 # report proxy CPU per request.
-# Writes RESULTS (default bench/RESULTS.md; overwritten, except for a section
-# between "<!-- failover:begin -->" and "<!-- failover:end -->", which is
-# kept) and prints the tables.
+# Writes RESULTS (default bench/RESULTS.md; overwritten, except for the
+# sections between "<!-- NAME:begin -->" and "<!-- NAME:end -->" that other
+# programs own, such as bench/drill's and bench/scale's, which are kept) and
+# prints the tables.
 #
 # Usage: bench/run.sh
 # Env:   ROUNDS (default 3), REQUESTS_P1 (default 200000), REQUESTS_P16
