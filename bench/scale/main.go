@@ -1,0 +1,312 @@
+// Command scale measures how sentproxy behaves as load and connection
+// counts grow, next to a direct connection to Redis and to HAProxy:
+//
+//  1. GET throughput and proxy CPU per request with redis-benchmark, for
+//     1 to 1000 clients and pipelines of 1 and 16, against direct, sentproxy
+//     in tcp and resp mode, and HAProxy (rounds with rotated order; medians
+//     and in-round ratios);
+//  2. idle memory: the proxy's RSS growth per idle client connection;
+//  3. cutover: what happens to those idle connections on SENTINEL FAILOVER
+//     (tcp mode closes them, resp mode moves them to the new master).
+//
+// It writes the "scale" section of bench/RESULTS.md.
+//
+// Typical usage, from the repository root:
+//
+//	go run ./bench/scale            # full run, about 6 minutes
+//	go run ./bench/scale -quick     # smoke run; results go to a temp file
+//
+// Every process it starts is stopped by its PID when it ends, also on
+// Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
+)
+
+var allTargets = []string{"direct", "tcp", "resp", "haproxy"}
+
+// usageError is a bad flag: exit status 2, like package flag.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], log)
+	stop()
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(2)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case err != nil:
+		log.Error("scale failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Config is what to measure.
+type Config struct {
+	Clients   []int
+	Pipelines []int
+	Targets   []string
+	Rounds    int
+	Scale     float64 // multiplies the request counts of requests()
+	Idle      int     // idle connections for the memory and cutover phases
+	Modes     []string
+	SkipTput  bool
+	SkipIdle  bool
+
+	Bin string
+	Dir string
+	Log *slog.Logger
+}
+
+type options struct {
+	cfg     Config
+	results string
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	clients := fs.String("clients", "1,10,100,1000", "comma-separated redis-benchmark client counts")
+	pipelines := fs.String("pipelines", "1,16", "comma-separated redis-benchmark pipeline depths")
+	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", "))
+	modes := fs.String("modes", "tcp,resp", "sentproxy modes for the idle memory and cutover phases")
+	rounds := fs.Int("rounds", 3, "throughput rounds (target order rotated each round)")
+	scale := fs.Float64("scale", 1, "multiplier for the number of requests per redis-benchmark run")
+	idle := fs.Int("idle", 9900, "idle connections for the memory and cutover phases (the proxy needs 2 fds each)")
+	skipTput := fs.Bool("skip-throughput", false, "skip the throughput phase")
+	skipIdle := fs.Bool("skip-idle", false, "skip the idle memory and cutover phases")
+	results := fs.String("results", "bench/RESULTS.md", "results file whose \"scale\" section is replaced (relative to the module root; with -quick a temp file unless given)")
+	quick := fs.Bool("quick", false, "smoke run: 1 round, clients 1,100, 1/10 of the requests, 500 idle connections")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return options{}, err
+		}
+		return options{}, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return options{}, usageError{fmt.Sprintf("unexpected arguments: %q", fs.Args())}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	o := options{results: *results}
+	c := &o.cfg
+	var err error
+	if *quick {
+		if !set["rounds"] {
+			*rounds = 1
+		}
+		if !set["clients"] {
+			*clients = "1,100"
+		}
+		if !set["scale"] {
+			*scale = 0.1
+		}
+		if !set["idle"] {
+			*idle = 500
+		}
+		if !set["results"] {
+			o.results = filepath.Join(os.TempDir(), "sentproxy-scale-quick.md")
+		}
+	}
+	if c.Clients, err = intList("clients", *clients, 1, 5000); err != nil {
+		return o, err
+	}
+	if c.Pipelines, err = intList("pipelines", *pipelines, 1, 1000); err != nil {
+		return o, err
+	}
+	if c.Targets, err = pickList("targets", *targets, allTargets); err != nil {
+		return o, err
+	}
+	if c.Modes, err = pickList("modes", *modes, []string{"tcp", "resp"}); err != nil {
+		return o, err
+	}
+	c.Rounds, c.Scale, c.Idle, c.SkipTput, c.SkipIdle = *rounds, *scale, *idle, *skipTput, *skipIdle
+	switch {
+	case c.Rounds < 1:
+		return o, usageError{"-rounds must be at least 1"}
+	case c.Scale <= 0:
+		return o, usageError{"-scale must be positive"}
+	case c.Idle < 1 || c.Idle > 9900:
+		return o, usageError{"-idle must be 1 to 9900 (RLIMIT_NOFILE)"}
+	}
+	return o, nil
+}
+
+func pickList(name, value string, known []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range strings.Split(value, ",") {
+		v = strings.TrimSpace(v)
+		if v == "" || seen[v] {
+			continue
+		}
+		ok := false
+		for _, k := range known {
+			ok = ok || k == v
+		}
+		if !ok {
+			return nil, usageError{fmt.Sprintf("-%s: unknown %q (known: %s)", name, v, strings.Join(known, ", "))}
+		}
+		seen[v] = true
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usageError{"-" + name + " is empty"}
+	}
+	return out, nil
+}
+
+func intList(name, value string, lo, hi int) ([]int, error) {
+	var out []int
+	for _, v := range strings.Split(value, ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return nil, usageError{fmt.Sprintf("-%s: %q is not a number from %d to %d", name, v, lo, hi)}
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, usageError{"-" + name + " is empty"}
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	root, err := lab.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	resultsPath := o.results
+	if !filepath.IsAbs(resultsPath) {
+		resultsPath = filepath.Join(root, resultsPath)
+	}
+	if err := raiseNoFile(); err != nil {
+		return err
+	}
+	cfg := o.cfg
+	cfg.Log = log
+	dir, err := os.MkdirTemp("", "sentproxy-scale-")
+	if err != nil {
+		return fmt.Errorf("scale: scratch dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cfg.Dir = dir
+
+	env := environment(ctx, root, args)
+	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
+	log.Info("building sentproxy", "revision", env.Revision)
+	if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
+		return err
+	}
+	var res Results
+	if !cfg.SkipTput {
+		if res.Tput, err = Throughput(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	if !cfg.SkipIdle {
+		for _, mode := range cfg.Modes {
+			r, err := IdleAndCutover(ctx, cfg, mode)
+			if err != nil {
+				return err
+			}
+			res.Idle = append(res.Idle, r)
+		}
+	}
+	report := Report(env, cfg, res)
+	if err := lab.ReplaceSection(resultsPath, "scale", report); err != nil {
+		return err
+	}
+	fmt.Println(report)
+	log.Info("results written", "file", resultsPath)
+	return nil
+}
+
+// raiseNoFile sets the soft RLIMIT_NOFILE to the hard limit; the children
+// (Redis, sentproxy, HAProxy, redis-benchmark) inherit it.
+func raiseNoFile() error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("scale: getrlimit: %w", err)
+	}
+	l.Cur = l.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("scale: setrlimit: %w", err)
+	}
+	return nil
+}
+
+// Env describes where and how the bench ran, for the report header.
+type Env struct {
+	Command   string
+	Date      string
+	NProc     string
+	Redis     string
+	HAProxy   string
+	Revision  string
+	GoVersion string
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func environment(ctx context.Context, root string, args []string) Env {
+	out := func(name string, arg ...string) string {
+		cmd := exec.CommandContext(ctx, name, arg...)
+		cmd.Dir = root
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			return "unknown (" + name + ": " + err.Error() + ")"
+		}
+		return firstLine(strings.TrimSpace(string(b)))
+	}
+	rev := out("git", "rev-parse", "--short", "HEAD")
+	if s := out("git", "status", "--porcelain", "--untracked-files=no"); s != "" && !strings.HasPrefix(s, "unknown") {
+		rev += " + uncommitted changes"
+	}
+	cmd := "go run ./bench/scale"
+	if len(args) > 0 {
+		cmd += " " + strings.Join(args, " ")
+	}
+	return Env{
+		Command:   cmd,
+		NProc:     out("nproc"),
+		Redis:     out("redis-server", "--version"),
+		HAProxy:   out("haproxy", "-v"),
+		Revision:  rev,
+		GoVersion: runtime.Version(),
+	}
+}
