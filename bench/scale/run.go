@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
@@ -38,15 +39,17 @@ type TputRun struct {
 }
 
 // requests is the redis-benchmark -n for a configuration: 20000 for one
-// client without pipelining, more where the rate is higher, so every run
-// lasts about a second or two.
+// client without pipelining, more where the rate is higher; a default
+// run (4 targets × 8 configurations × 3 rounds) takes about 5 minutes.
 func requests(clients, pipeline int, scale float64) int {
-	n := 20000.0
-	if clients > 1 {
-		n *= 5
-	}
-	if pipeline > 1 {
+	n := 20000.0 // c=1 P=1; at 2-5k req/s on a 2-CPU box that is 4-11 s
+	switch {
+	case clients > 1 && pipeline > 1:
+		n *= 25
+	case pipeline > 1:
 		n *= 10
+	case clients > 1:
+		n *= 5
 	}
 	n *= scale
 	return max(int(n), 1000, clients*pipeline)
@@ -400,6 +403,12 @@ func subscribeSwitch(addr string) (net.Conn, <-chan switchEvent, error) {
 // growth, then fails over and measures what happens to the connections.
 func IdleAndCutover(ctx context.Context, cfg Config, mode string) (IdleResult, error) {
 	log := cfg.Log
+	n := idleConns(cfg.Idle, mode, noFileLimit())
+	if n < cfg.Idle {
+		log.Warn("fewer idle connections than asked: the proxy would run out of file descriptors",
+			"mode", mode, "asked", cfg.Idle, "using", n, "fds_per_conn", fdsPerConn(mode), "nofile", noFileLimit())
+	}
+	cfg.Idle = n
 	res := IdleResult{Mode: mode, Conns: cfg.Idle}
 	tdir := filepath.Join(cfg.Dir, "idle-"+mode)
 	if err := os.MkdirAll(tdir, 0o755); err != nil {
@@ -561,4 +570,34 @@ func cutover(ctx context.Context, topo *redisproc.Topology, mode string, conns [
 		res.FromFailover, res.FromSwitch = last.Sub(t0), last.Sub(ev.at)
 	}
 	return nil
+}
+
+// fdsPerConn is how many file descriptors sentproxy holds per client
+// connection: the client and upstream sockets, and in tcp mode two splice
+// pipes of two descriptors each.
+func fdsPerConn(mode string) int {
+	if mode == "tcp" {
+		return 6
+	}
+	return 2
+}
+
+// idleConns caps the asked connection count so the proxy stays under the
+// descriptor limit, with 150 to spare (500 in tcp mode: at 20000 it failed
+// past 3300 connections).
+func idleConns(asked int, mode string, limit uint64) int {
+	spare := 150
+	if mode == "tcp" {
+		spare = 500
+	}
+	most := (int(min(limit, 1<<20)) - spare) / fdsPerConn(mode)
+	return max(1, min(asked, most))
+}
+
+func noFileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 20000
+	}
+	return l.Cur
 }

@@ -56,7 +56,7 @@ func TestMedianRotateRequests(t *testing.T) {
 	if n := requests(1, 1, 1); n != 20000 {
 		t.Fatalf("requests(1,1) = %d", n)
 	}
-	if n := requests(1000, 16, 0.001); n != 16000 {
+	if n := requests(1000, 16, 1); n != 500000 {
 		t.Fatalf("requests(1000,16,0.001) = %d", n)
 	}
 }
@@ -88,7 +88,7 @@ func TestReport(t *testing.T) {
 		}
 	}
 	res := Results{Tput: runs, Idle: []IdleResult{
-		{Mode: "tcp", Conns: 10, RSSBefore: 1 << 20, RSSAfter: 1<<20 + 10*4096, Closed: 10, FromSwitch: time.Second},
+		{Mode: "tcp", Conns: 10, RSSBefore: 1 << 20, RSSAfter: 1<<20 + 10*4096, Closed: 10, FromSwitch: -time.Second},
 		{Mode: "resp", Conns: 10, RSSBefore: 1 << 20, RSSAfter: 1<<20 + 10*8192, Moved: 9, Closed: 1},
 	}}
 	out := Report(Env{Command: "go run ./bench/scale"}, cfg, res)
@@ -100,9 +100,22 @@ func TestReport(t *testing.T) {
 		"| tcp | 10 |",
 		"4096 |",
 		"closed 1 — behind its goal",
+		"0 ms after SENTINEL FAILOVER (1000 ms before relative",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestIdleConns(t *testing.T) {
+	if n := idleConns(9900, "tcp", 20000); n != 3250 {
+		t.Fatalf("tcp: %d", n)
+	}
+	if n := idleConns(9900, "resp", 20000); n != 9900 {
+		t.Fatalf("resp: %d", n)
+	}
+	if n := idleConns(500, "tcp", 20000); n != 500 {
+		t.Fatalf("small: %d", n)
 	}
 }
