@@ -32,10 +32,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -335,29 +333,5 @@ func inRoot(root, p string) string {
 
 // environment describes the machine and the build for the report.
 func environment(ctx context.Context, root string, args []string) Env {
-	out := func(name string, arg ...string) string {
-		cmd := exec.CommandContext(ctx, name, arg...)
-		cmd.Dir = root
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			return "unknown (" + name + ": " + err.Error() + ")"
-		}
-		return firstLine(strings.TrimSpace(string(b)))
-	}
-	rev := out("git", "rev-parse", "--short", "HEAD")
-	if s := out("git", "status", "--porcelain", "--untracked-files=no"); s != "" && !strings.HasPrefix(s, "unknown") {
-		rev += " + uncommitted changes"
-	}
-	cmd := "go run ./bench/drill"
-	if len(args) > 0 {
-		cmd += " " + strings.Join(args, " ")
-	}
-	return Env{
-		Command:   cmd,
-		NProc:     out("nproc"),
-		Redis:     out("redis-server", "--version"),
-		HAProxy:   out("haproxy", "-v"),
-		Revision:  rev,
-		GoVersion: runtime.Version(),
-	}
+	return lab.Environment(ctx, root, "go run ./bench/drill", args)
 }

@@ -5,19 +5,12 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
-// Env describes where and how the drill ran, for the report header.
-type Env struct {
-	Command   string
-	Date      string
-	NProc     string
-	Redis     string
-	HAProxy   string
-	Revision  string
-	GoVersion string
-	Note      string // printed under the command line when set
-}
+// Env describes where and how the bench ran, for the report header.
+type Env = lab.Env
 
 // ScenarioResult is every run of one scenario.
 type ScenarioResult struct {

@@ -27,10 +27,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -268,45 +266,8 @@ func raiseNoFile() error {
 }
 
 // Env describes where and how the bench ran, for the report header.
-type Env struct {
-	Command   string
-	Date      string
-	NProc     string
-	Redis     string
-	HAProxy   string
-	Revision  string
-	GoVersion string
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
+type Env = lab.Env
 
 func environment(ctx context.Context, root string, args []string) Env {
-	out := func(name string, arg ...string) string {
-		cmd := exec.CommandContext(ctx, name, arg...)
-		cmd.Dir = root
-		b, err := cmd.CombinedOutput()
-		if err != nil {
-			return "unknown (" + name + ": " + err.Error() + ")"
-		}
-		return firstLine(strings.TrimSpace(string(b)))
-	}
-	rev := out("git", "rev-parse", "--short", "HEAD")
-	if s := out("git", "status", "--porcelain", "--untracked-files=no"); s != "" && !strings.HasPrefix(s, "unknown") {
-		rev += " + uncommitted changes"
-	}
-	cmd := "go run ./bench/scale"
-	if len(args) > 0 {
-		cmd += " " + strings.Join(args, " ")
-	}
-	return Env{
-		Command:   cmd,
-		NProc:     out("nproc"),
-		Redis:     out("redis-server", "--version"),
-		HAProxy:   out("haproxy", "-v"),
-		Revision:  rev,
-		GoVersion: runtime.Version(),
-	}
+	return lab.Environment(ctx, root, "go run ./bench/scale", args)
 }
