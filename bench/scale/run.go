@@ -90,19 +90,11 @@ func benchmark(ctx context.Context, addr string, clients, pipeline, n int, test 
 func Throughput(ctx context.Context, cfg Config) ([]TputRun, error) {
 	log := cfg.Log
 	tdir := filepath.Join(cfg.Dir, "tput")
-	if err := os.MkdirAll(tdir, 0o755); err != nil {
-		return nil, err
-	}
-	topo, err := redisproc.StartTopology(ctx, redisproc.TopologyOptions{Dir: tdir, Replicas: 1, Sentinels: 3, Quorum: 2})
+	topo, err := startTopology(ctx, tdir, 10100)
 	if err != nil {
 		return nil, err
 	}
 	defer topo.Close()
-	for _, p := range append([]*redisproc.Process{topo.Master}, topo.Replicas...) {
-		if err := setMaxClients(p.Addr, 10100); err != nil {
-			return nil, err
-		}
-	}
 	addr := map[string]string{"direct": topo.Master.Addr}
 	pid := map[string]int{"direct": topo.Master.PID()}
 	for _, t := range cfg.Targets {
@@ -279,22 +271,24 @@ func respCommand(args ...string) string {
 	return b.String()
 }
 
-func setMaxClients(addr string, n int) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+// startTopology starts a master, one replica and three Sentinels in a new
+// directory under dir, with maxclients raised on the data nodes so that
+// thousands of proxied connections fit.
+func startTopology(ctx context.Context, dir string, maxClients int) (*redisproc.Topology, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	topo, err := redisproc.StartTopology(ctx, redisproc.TopologyOptions{Dir: dir, Replicas: 1, Sentinels: 3, Quorum: 2})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	cc := &conn{c: c, r: bufio.NewReader(c)}
-	s, err := cc.do(respCommand("CONFIG", "SET", "maxclients", strconv.Itoa(n)))
-	if err != nil {
-		return fmt.Errorf("CONFIG SET maxclients on %s: %w", addr, err)
+	for _, p := range append([]*redisproc.Process{topo.Master}, topo.Replicas...) {
+		if _, err := p.Do(ctx, "CONFIG", "SET", "maxclients", strconv.Itoa(maxClients)); err != nil {
+			_ = topo.Close()
+			return nil, fmt.Errorf("CONFIG SET maxclients on %s: %w", p.Addr, err)
+		}
 	}
-	if s != "OK" {
-		return fmt.Errorf("CONFIG SET maxclients on %s: %s", addr, s)
-	}
-	return nil
+	return topo, nil
 }
 
 // openIdle opens n connections to addr, 200 at a time, each sending PING
@@ -411,19 +405,11 @@ func IdleAndCutover(ctx context.Context, cfg Config, mode string) (IdleResult, e
 	cfg.Idle = n
 	res := IdleResult{Mode: mode, Conns: cfg.Idle}
 	tdir := filepath.Join(cfg.Dir, "idle-"+mode)
-	if err := os.MkdirAll(tdir, 0o755); err != nil {
-		return res, err
-	}
-	topo, err := redisproc.StartTopology(ctx, redisproc.TopologyOptions{Dir: tdir, Replicas: 1, Sentinels: 3, Quorum: 2})
+	topo, err := startTopology(ctx, tdir, cfg.Idle+200)
 	if err != nil {
 		return res, err
 	}
 	defer topo.Close()
-	for _, p := range append([]*redisproc.Process{topo.Master}, topo.Replicas...) {
-		if err := setMaxClients(p.Addr, cfg.Idle+200); err != nil {
-			return res, err
-		}
-	}
 	sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: mode, Sentinels: topo.SentinelAddrs(),
 		Extra: []string{"--proxy.max-connections=0"}})
 	if err != nil {

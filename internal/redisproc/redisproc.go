@@ -637,6 +637,14 @@ func (e replyError) code() string {
 	return c
 }
 
+// Do sends one command to the process on a new connection, authenticated
+// when the process has a password, and returns the reply as do does. It is
+// for the odd setting a caller needs (e.g. CONFIG SET maxclients), not for
+// load.
+func (p *Process) Do(ctx context.Context, args ...string) (any, error) {
+	return do(ctx, p.Addr, p.password, args...)
+}
+
 // do sends one command (after AUTH when password is set) and returns the
 // reply: string for simple and bulk strings, int64, []any, or nil for a
 // null. An error reply comes back as a replyError.
