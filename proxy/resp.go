@@ -25,8 +25,15 @@ const (
 
 const (
 	respReadBuf = 64 << 10
-	// maxCommandBytes bounds one client command held in memory; a longer
-	// one is refused. Replies of any size stream through.
+	// streamAbove: a write command longer than this is forwarded as it
+	// arrives instead of being held whole, so a 500 MiB SET costs the proxy
+	// one read buffer. Such a command cannot be sent again after a
+	// failover, which a write never is anyway.
+	streamAbove = respReadBuf
+	// maxCommandBytes bounds one client command held in memory: the
+	// commands that are never streamed (read-only ones, kept for a retry,
+	// and those whose bytes set connection state). A longer one is refused.
+	// Replies of any size stream through.
 	maxCommandBytes = 64 << 20
 	// defaultMaxClientBuffer bounds the bytes of one client's commands
 	// awaiting replies; past it the client is not read until they drain.
@@ -41,6 +48,7 @@ const (
 // Replies sentproxy gives itself during a failover.
 var (
 	errUnknownOutcome = []byte("-ERR sentproxy: the master failed while this write was in flight; its outcome is unknown\r\n")
+	errCommandCut     = []byte("-ERR sentproxy: the master failed while this command was being sent; it did not run\r\n")
 	errNoMasterHold   = []byte("-ERR sentproxy: no master within the failover hold; command not run\r\n")
 	errMultiAborted   = []byte("-ERR sentproxy: the master failed over inside MULTI; the transaction will be discarded\r\n")
 	errExecAbort      = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
@@ -75,7 +83,11 @@ type entry struct {
 	replies    int32 // top-level replies still owed; 0: none expected
 	kind       uint8
 	retry      bool // read-only: safe to send again after a failover
-	local      []byte
+	// streaming: the command is being forwarded as it arrives and is not
+	// complete yet; it is always the newest entry. Its bytes are never
+	// retained (start == end).
+	streaming bool
+	local     []byte
 }
 
 // respConn is the command-aware half of a session. Two goroutines run per
@@ -113,6 +125,11 @@ type respConn struct {
 	sentEnd    int64
 	writtenTo  int64 // stream offset up to which bytes went to the current master
 	counted    int64 // len(sent) as added to the Server's buffered total
+	// streaming: the client reader is forwarding a long write command as it
+	// arrives (see streamAbove). streamCut: that command will not run (a
+	// failover cut it, or it is answered locally); the reader drops the
+	// rest of its bytes.
+	streaming, streamCut bool
 
 	stream    bool // RESP2 subscribed mode or MONITOR: replies are not counted
 	monitor   bool
@@ -251,7 +268,7 @@ func (rc *respConn) settleHead(out []byte) []byte {
 		switch {
 		case e.local != nil:
 			out = append(out, e.local...)
-		case e.replies == 0 && e.end <= rc.writtenTo:
+		case e.replies == 0 && e.end <= rc.writtenTo && !e.streaming:
 		default:
 			rc.trim()
 			return out
@@ -265,32 +282,40 @@ func (rc *respConn) settleHead(out []byte) []byte {
 // --- client to master ---
 
 // respClientToMaster reads client commands, checks their framing with
-// Redis's rules, queues them, and forwards each batch in one write.
+// Redis's rules, queues them, and forwards each batch in one write. A long
+// write command is forwarded piece by piece as it arrives (streamAbove).
 func respClientToMaster(rc *respConn, done chan<- direction) {
 	ss := rc.ss
 	defer func() { done <- clientToMaster }()
 	cs := resp.NewCommandScanner(0)
 	buf := make([]byte, respReadBuf)
 	var batch []byte
-	// buf[start:end] is read but not yet queued; buf[start:scanned] is the
-	// part of an unfinished command the scanner has already seen.
+	// buf[start:end] is read but not yet queued or forwarded;
+	// buf[start:scanned] is the part of an unfinished command the scanner
+	// has already seen.
 	start, scanned, end := 0, 0, 0
+	var rerr error
 	for {
+		if end == len(buf) && start > 0 {
+			end = copy(buf, buf[start:end])
+			scanned -= start
+			start = 0
+		}
 		if end == len(buf) {
-			if start > 0 {
-				end = copy(buf, buf[start:end])
-				scanned -= start
-				start = 0
-			} else if len(buf) < maxCommandBytes {
-				buf = append(buf, make([]byte, len(buf))...)
-			} else {
+			// One unfinished command fills the buffer and is not streamed.
+			if len(buf) >= maxCommandBytes {
 				rc.failProtocol("sentproxy: command longer than 64 MiB")
 				return
 			}
+			buf = append(buf, make([]byte, len(buf))...)
 		}
-		n, rerr := ss.client.Read(buf[end:])
-		end += n
+		if scanned == end && rerr == nil {
+			var n int
+			n, rerr = ss.client.Read(buf[end:])
+			end += n
+		}
 		var perr error
+		streamDone := false
 		rc.mu.Lock()
 		for scanned < end {
 			k, complete, err := cs.Next(buf[scanned:end])
@@ -300,9 +325,23 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 				break
 			}
 			if complete {
+				if rc.streaming {
+					// Its last bytes are buf[start:scanned]; forward them
+					// before scanning on, so that what follows is queued
+					// behind it.
+					streamDone = true
+					break
+				}
 				rc.queue(cs.Command(), buf[start:scanned])
 				start = scanned
 			}
+		}
+		switch {
+		case perr != nil && rc.streaming:
+			// Not one byte of the broken command more to the master.
+			rc.cutStreaming(noReply)
+		case perr == nil && !rc.streaming && cs.InProgress() && scanned-start >= streamAbove && rc.streamable(cs.Command()):
+			rc.queueStreaming(cs.Command())
 		}
 		// Hold while the reply reader recovers, and while too much is
 		// waiting for replies: the kernel's socket buffer then holds the
@@ -316,18 +355,35 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 		}
 		batch = append(batch[:0], rc.sent[rc.writtenTo-rc.sentBase:]...)
 		rc.writtenTo = rc.sentEnd
+		var piece []byte
+		if rc.streaming {
+			if !rc.streamCut {
+				piece = buf[start:scanned]
+			}
+			start = scanned
+			if streamDone {
+				rc.endStreaming()
+			}
+		}
 		local := rc.settleHead(nil)
 		up := rc.up
 		rc.mu.Unlock()
 		if len(local) > 0 {
 			rc.writeClient(local)
 		}
-		if len(batch) > 0 {
-			if w, _ := up.Write(batch); w > 0 {
-				ss.c2m += int64(w)
-			}
-			// A failed write means the master went away; the reply
-			// reader sees it too and recovers.
+		// A failed write means the master went away; the reply reader
+		// sees it too and recovers.
+		switch {
+		case len(batch) > 0 && len(piece) > 0:
+			bufs := net.Buffers{batch, piece}
+			w, _ := bufs.WriteTo(up)
+			ss.c2m += w
+		case len(batch) > 0:
+			w, _ := up.Write(batch)
+			ss.c2m += int64(w)
+		case len(piece) > 0:
+			w, _ := up.Write(piece)
+			ss.c2m += int64(w)
 		}
 		if start == end {
 			start, scanned, end = 0, 0, 0
@@ -336,16 +392,73 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 			rc.failProtocol(perr.Error())
 			return
 		}
-		if rerr != nil {
+		if rerr != nil && scanned == end {
 			ss.markEnded(clientToMaster)
 			rc.mu.Lock()
 			rc.clientDone = true
+			if rc.streaming {
+				// The client left in the middle of a command: Redis
+				// never runs it, and no reply will come.
+				rc.cutStreaming(noReply)
+			}
 			up := rc.up
 			rc.mu.Unlock()
 			closeWrite(up)
 			return
 		}
 	}
+}
+
+// streamable reports whether a command that does not fit the read buffer
+// may be forwarded as it arrives rather than held whole: not a read-only
+// command (held, so that it can be sent again after a failover), nor one
+// whose bytes are kept as connection state or change how replies are
+// counted. rc.mu is held.
+func (rc *respConn) streamable(c *resp.Command) bool {
+	name := c.Name()
+	switch string(name) {
+	case "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe",
+		"monitor", "client", "hello", "auth", "select", "multi", "exec", "discard", "watch", "unwatch",
+		"quit", "reset":
+		return false
+	}
+	return !rc.srv.readOnlyFor(name)
+}
+
+// queueStreaming queues the command being streamed; rc.mu is held.
+func (rc *respConn) queueStreaming(c *resp.Command) {
+	e := entry{replies: 1, streaming: true}
+	rc.countReplies(&e, c.Name())
+	rc.streaming, rc.streamCut = true, false
+	if (rc.multiLost || rc.watchLost) && rc.answerLostTransaction(&e) {
+		// Answered here; its bytes must not reach the master.
+		e.streaming, rc.streamCut = false, true
+	}
+	e.start, e.end = rc.sentEnd, rc.sentEnd
+	rc.push(e)
+}
+
+// endStreaming marks the streamed command complete; rc.mu is held.
+func (rc *respConn) endStreaming() {
+	if rc.qLen > 0 {
+		rc.at(rc.qLen - 1).streaming = false
+	}
+	rc.streaming, rc.streamCut = false, false
+}
+
+// cutStreaming answers the command being streamed with reply (which may be
+// noReply) and has the client reader drop the rest of it; rc.mu is held.
+func (rc *respConn) cutStreaming(reply []byte) {
+	if rc.qLen > 0 {
+		if e := rc.at(rc.qLen - 1); e.streaming {
+			e.streaming = false
+			e.local = reply
+			if e.replies == 0 {
+				e.local = noReply
+			}
+		}
+	}
+	rc.streamCut = true
 }
 
 // queue records one complete command; rc.mu is held.
@@ -414,6 +527,19 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 	default:
 		e.retry = rc.srv.readOnlyFor(name)
 	}
+	rc.countReplies(&e, name)
+	if rc.multiLost || rc.watchLost {
+		if rc.answerLostTransaction(&e) {
+			rc.push(e)
+			return
+		}
+	}
+	rc.appendEntry(e, raw)
+}
+
+// countReplies applies CLIENT REPLY and subscribed mode to the number of
+// replies a command gets; rc.mu is held.
+func (rc *respConn) countReplies(e *entry, name []byte) {
 	switch {
 	case rc.replyOff:
 		e.replies = 0
@@ -424,13 +550,6 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		// In RESP2 subscribed mode and MONITOR, replies come in the stream.
 		e.replies = 0
 	}
-	if rc.multiLost || rc.watchLost {
-		if rc.answerLostTransaction(&e) {
-			rc.push(e)
-			return
-		}
-	}
-	rc.appendEntry(e, raw)
 }
 
 // answerLostTransaction gives a local answer to a command of a
@@ -528,13 +647,22 @@ func (rc *respConn) appendEntry(e entry, raw []byte) {
 func (rc *respConn) failProtocol(msg string) {
 	line := []byte("-ERR " + msg + "\r\n")
 	rc.mu.Lock()
+	if rc.streaming {
+		// The master holds part of a command that will never end: no
+		// reply comes for it.
+		rc.cutStreaming(noReply)
+	}
+	out := rc.settleHead(nil)
 	if rc.qLen > 0 && !rc.stream {
 		rc.protoErr = line // the reply reader sends it when the queue drains
 		rc.mu.Unlock()
+		if len(out) > 0 {
+			rc.writeClient(out)
+		}
 		return
 	}
 	rc.mu.Unlock()
-	rc.writeClient(line)
+	rc.writeClient(append(out, line...))
 	rc.ss.client.Close()
 	rc.end()
 }
@@ -859,6 +987,16 @@ func (rc *respConn) planLocked() {
 	for i := 0; i < rc.qLen; i++ {
 		e := rc.at(i)
 		if e.local != nil {
+			continue
+		}
+		if e.streaming {
+			// Cut in the middle: Redis runs only whole commands, so this
+			// one did not run. The client reader drops the rest of it.
+			reply := errCommandCut
+			if lostMulti {
+				reply = errMultiAborted
+			}
+			rc.cutStreaming(reply)
 			continue
 		}
 		written := e.end <= rc.writtenTo
