@@ -32,8 +32,9 @@ const (
 	streamAbove = respReadBuf
 	// maxCommandBytes bounds one client command held in memory: the
 	// commands that are never streamed (read-only ones, kept for a retry,
-	// and those whose bytes set connection state). A longer one is refused.
-	// Replies of any size stream through.
+	// and those whose bytes set connection state), also when the per-client
+	// limit is set higher. A longer one is answered with an error and not
+	// run. Replies of any size stream through.
 	maxCommandBytes = 64 << 20
 	// defaultMaxClientBuffer bounds the bytes of one client's commands
 	// awaiting replies; past it the client is not read until they drain.
@@ -53,6 +54,7 @@ var (
 	errMultiAborted   = []byte("-ERR sentproxy: the master failed over inside MULTI; the transaction will be discarded\r\n")
 	errExecAbort      = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
 	errReplayFailed   = []byte("-ERR sentproxy: could not restore this connection's state on the new master\r\n")
+	errCommandTooLong = []byte("-ERR sentproxy: command longer than this proxy holds for a retry (see --proxy.max-client-buffer); command not run\r\n")
 	errProxyFull      = []byte("-ERR sentproxy: the proxy's buffer for commands awaiting replies is full; command not run\r\n")
 	replyOK           = []byte("+OK\r\n")
 	replyQueued       = []byte("+QUEUED\r\n")
@@ -130,6 +132,10 @@ type respConn struct {
 	// failover cut it, or it is answered locally); the reader drops the
 	// rest of its bytes.
 	streaming, streamCut bool
+	// multiQueued: a MULTI was queued and its EXEC or DISCARD not yet.
+	// Commands inside a transaction are never resent on their own (a
+	// failover aborts the transaction), so none is held for a retry.
+	multiQueued bool
 
 	stream    bool // RESP2 subscribed mode or MONITOR: replies are not counted
 	monitor   bool
@@ -303,11 +309,21 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 		}
 		if end == len(buf) {
 			// One unfinished command fills the buffer and is not streamed.
-			if len(buf) >= maxCommandBytes {
-				rc.failProtocol("sentproxy: command longer than 64 MiB")
-				return
+			if int64(len(buf)) >= min(rc.srv.cfg.MaxClientBuffer, maxCommandBytes) {
+				// Too long to hold: answered, the rest of it dropped,
+				// and the connection goes on, as after any error reply.
+				rc.mu.Lock()
+				rc.queueStreaming(cs.Command())
+				rc.cutStreaming(errCommandTooLong)
+				out := rc.settleHead(nil)
+				rc.mu.Unlock()
+				if len(out) > 0 {
+					rc.writeClient(out)
+				}
+				start, scanned, end = 0, 0, 0
+			} else {
+				buf = append(buf, make([]byte, len(buf))...)
 			}
-			buf = append(buf, make([]byte, len(buf))...)
 		}
 		if scanned == end && rerr == nil {
 			var n int
@@ -387,6 +403,10 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 		}
 		if start == end {
 			start, scanned, end = 0, 0, 0
+			if len(buf) > respReadBuf {
+				// A long held command grew it: give the memory back.
+				buf = make([]byte, respReadBuf)
+			}
 		}
 		if perr != nil {
 			rc.failProtocol(perr.Error())
@@ -422,7 +442,7 @@ func (rc *respConn) streamable(c *resp.Command) bool {
 		"quit", "reset":
 		return false
 	}
-	return !rc.srv.readOnlyFor(name)
+	return rc.multiQueued || !rc.srv.readOnlyFor(name)
 }
 
 // queueStreaming queues the command being streamed; rc.mu is held.
@@ -508,10 +528,13 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		e.kind = kindSelect
 	case "multi":
 		e.kind = kindMulti
+		rc.multiQueued = true
 	case "exec":
 		e.kind = kindExec
+		rc.multiQueued = false
 	case "discard":
 		e.kind = kindDiscard
+		rc.multiQueued = false
 	case "watch":
 		e.kind = kindWatch
 	case "unwatch":
@@ -520,7 +543,7 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		rc.clientDone = true
 	case "reset":
 		rc.stream, rc.monitor, rc.replyOff, rc.skipNext = false, false, false, false
-		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost = false, false, false, false
+		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost, rc.multiQueued = false, false, false, false, false
 		rc.hello, rc.auth, rc.sel, rc.setname = nil, nil, nil, nil
 		rc.subs = [3]map[string]struct{}{}
 		rc.resp3 = false
@@ -621,10 +644,12 @@ func (rc *respConn) recount() {
 }
 
 func (rc *respConn) appendEntry(e entry, raw []byte) {
-	if rc.srv != nil && rc.srv.buffered.Load()+int64(len(raw)) > rc.srv.cfg.MaxBuffer {
+	if rc.srv != nil && !rc.multiQueued && rc.srv.buffered.Load()+int64(len(raw)) > rc.srv.cfg.MaxBuffer {
 		// Past the proxy-wide limit the command is answered, in order,
 		// and not run: the proxy does not grow, and no other client waits
-		// for this one.
+		// for this one. Not inside MULTI: Redis would abort the whole
+		// transaction for a command that failed to queue, which a local
+		// answer cannot do; the per-client limit bounds what it holds.
 		e.local = errProxyFull
 		if e.replies == 0 {
 			e.local = noReply

@@ -58,8 +58,9 @@ type Config struct {
 	Mode string
 	// MaxClientBuffer bounds, in ModeRESP, the bytes of one client's
 	// commands awaiting replies (kept to resend them after a failover);
-	// past it the client is not read until replies drain. Zero means
-	// 16 MiB.
+	// past it the client is not read until replies drain. A single held
+	// command longer than this (or than 64 MiB) is answered with an error
+	// and not run. Zero means 16 MiB.
 	MaxClientBuffer int64
 	// MaxBuffer bounds that for all clients together; past it new
 	// commands are answered with an error and not run. Zero means 512 MiB.

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sentproxy/sentproxy/internal/redisproc"
+	"github.com/sentproxy/sentproxy/internal/testredis"
 )
 
 // sendBulkCommand writes a multibulk command whose last argument is n bytes
@@ -245,5 +246,27 @@ func TestLargeValueSameInBothModes(t *testing.T) {
 				t.Fatalf("length %d; want %d", len(got), n)
 			}
 		})
+	}
+}
+
+// A read-only command cannot be streamed (it is held so that it can be
+// resent after a failover); one longer than the per-client limit gets an
+// error, is not run, and the connection goes on. Inside MULTI nothing is
+// resent on its own, so the same command streams and the transaction runs.
+func TestRESPCommandLongerThanTheClientLimit(t *testing.T) {
+	r := testredis.StartServer(t, redisproc.Options{})
+	s, addr, _ := startServer(t, Config{Mode: ModeRESP, MaxClientBuffer: 1 << 20})
+	s.SetMaster(r.Addr)
+	c := dialRaw(t, addr)
+	sendBulkCommand(t, c, []string{"GET"}, 2<<20, "")
+	c.send("PING")
+	c.expect(string(errCommandTooLong) + "+PONG\r\n")
+
+	c.send("MULTI")
+	sendBulkCommand(t, c, []string{"GET"}, 2<<20, "")
+	c.send("EXEC")
+	c.expect("+OK\r\n+QUEUED\r\n*1\r\n$-1\r\n")
+	if got := s.Buffered(); got > 1<<20 {
+		t.Fatalf("%d bytes held after the replies; want at most the limit", got)
 	}
 }

@@ -57,7 +57,7 @@ type ProxyFlags struct {
 	ListenAddress   string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
 	Routes          []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route, optionally with its own mode (cache=127.0.0.1:6380/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
 	Mode            string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
-	MaxClientBuffer int64         `name:"max-client-buffer" default:"16777216" placeholder:"BYTES" help:"resp mode: most bytes of one client's commands awaiting replies (kept to resend after a failover); past it the client is not read until replies drain."`
+	MaxClientBuffer int64         `name:"max-client-buffer" default:"16777216" placeholder:"BYTES" help:"resp mode: most bytes of one client's commands awaiting replies (kept to resend after a failover); past it the client is not read until replies drain. A single held command longer than this (or 64 MiB) gets an error and does not run."`
 	MaxBuffer       int64         `name:"max-buffer" default:"536870912" placeholder:"BYTES" help:"resp mode: most bytes of commands awaiting replies for all clients of a route; past it new commands get an error and do not run."`
 	DialTimeout     time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
 	HoldTimeout     time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
