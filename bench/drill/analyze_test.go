@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
 // synth builds a run: fault at t0+10s, switch at t0+12s.
@@ -201,7 +203,7 @@ func TestParseFlags(t *testing.T) {
 		{"extra"},
 	} {
 		_, err := parseFlags(args)
-		var ue usageError
+		var ue lab.UsageError
 		if !errors.As(err, &ue) {
 			t.Errorf("%v: got %v; want a usage error", args, err)
 		}

@@ -32,10 +32,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -57,28 +55,11 @@ var (
 	allContenders = []string{"tcp", "resp", "haproxy", "goredis"}
 )
 
-// usageError is a bad flag: exit status 2, like package flag.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	redis.SetLogger(redisLogger{log.With("component", "go-redis")})
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], log)
-	stop()
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		fmt.Fprintln(os.Stderr, "drill:", err)
-		os.Exit(2)
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		log.Error("drill failed", "err", err)
-		os.Exit(1)
-	}
+	lab.Main("drill", func(ctx context.Context, args []string, log *slog.Logger) error {
+		redis.SetLogger(redisLogger{log.With("component", "go-redis")})
+		return run(ctx, args, log)
+	})
 }
 
 type options struct {
@@ -106,10 +87,10 @@ func parseFlags(args []string) (options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return options{}, err
 		}
-		return options{}, usageError{err.Error()}
+		return options{}, lab.UsageError{Msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return options{}, usageError{fmt.Sprintf("unexpected arguments: %q", fs.Args())}
+		return options{}, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -136,17 +117,17 @@ func parseFlags(args []string) (options, error) {
 	}
 	switch {
 	case c.Clients < 1 || c.Clients > 1000:
-		return o, usageError{fmt.Sprintf("-clients=%d: want 1 to 1000", c.Clients)}
+		return o, lab.UsageError{Msg: fmt.Sprintf("-clients=%d: want 1 to 1000", c.Clients)}
 	case !(c.Rate > 0 && c.Rate <= 10000):
-		return o, usageError{fmt.Sprintf("-rate=%g: want more than 0 and at most 10000", c.Rate)}
+		return o, lab.UsageError{Msg: fmt.Sprintf("-rate=%g: want more than 0 and at most 10000", c.Rate)}
 	case c.DownAfter < 100*time.Millisecond || c.DownAfter > time.Minute:
-		return o, usageError{fmt.Sprintf("-down-after=%v: want 100ms to 1m", c.DownAfter)}
+		return o, lab.UsageError{Msg: fmt.Sprintf("-down-after=%v: want 100ms to 1m", c.DownAfter)}
 	case c.Runs < 1 || c.Runs > 100:
-		return o, usageError{fmt.Sprintf("-runs=%d: want 1 to 100", c.Runs)}
+		return o, lab.UsageError{Msg: fmt.Sprintf("-runs=%d: want 1 to 100", c.Runs)}
 	case o.results == "":
-		return o, usageError{"-results must not be empty"}
+		return o, lab.UsageError{Msg: "-results must not be empty"}
 	case o.img == "":
-		return o, usageError{"-img must not be empty"}
+		return o, lab.UsageError{Msg: "-img must not be empty"}
 	}
 	// A SIGSTOPped master costs down-after plus an election; a frozen
 	// client's read timeout adds 10 s. Twenty seconds covers the rest.
@@ -164,7 +145,7 @@ func pickList(name, value string, known []string) ([]string, error) {
 			continue
 		}
 		if !contains(known, s) {
-			return nil, usageError{fmt.Sprintf("-%s: unknown %q (known: %s)", name, s, strings.Join(known, ", "))}
+			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: unknown %q (known: %s)", name, s, strings.Join(known, ", "))}
 		}
 		want[s] = true
 	}
@@ -175,7 +156,7 @@ func pickList(name, value string, known []string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, usageError{fmt.Sprintf("-%s: empty", name)}
+		return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: empty", name)}
 	}
 	return out, nil
 }

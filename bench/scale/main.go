@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,28 +38,7 @@ import (
 
 var allTargets = []string{"direct", "tcp", "resp", "haproxy"}
 
-// usageError is a bad flag: exit status 2, like package flag.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], log)
-	stop()
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
-		fmt.Fprintln(os.Stderr, "scale:", err)
-		os.Exit(2)
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case err != nil:
-		log.Error("scale failed", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { lab.Main("scale", run) }
 
 // Config is what to measure.
 type Config struct {
@@ -101,10 +79,10 @@ func parseFlags(args []string) (options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return options{}, err
 		}
-		return options{}, usageError{err.Error()}
+		return options{}, lab.UsageError{Msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return options{}, usageError{fmt.Sprintf("unexpected arguments: %q", fs.Args())}
+		return options{}, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -144,11 +122,11 @@ func parseFlags(args []string) (options, error) {
 	c.Rounds, c.Scale, c.Idle, c.SkipTput, c.SkipIdle = *rounds, *scale, *idle, *skipTput, *skipIdle
 	switch {
 	case c.Rounds < 1:
-		return o, usageError{"-rounds must be at least 1"}
+		return o, lab.UsageError{Msg: "-rounds must be at least 1"}
 	case c.Scale <= 0:
-		return o, usageError{"-scale must be positive"}
+		return o, lab.UsageError{Msg: "-scale must be positive"}
 	case c.Idle < 1 || c.Idle > 9900:
-		return o, usageError{"-idle must be 1 to 9900 (RLIMIT_NOFILE)"}
+		return o, lab.UsageError{Msg: "-idle must be 1 to 9900 (RLIMIT_NOFILE)"}
 	}
 	return o, nil
 }
@@ -166,13 +144,13 @@ func pickList(name, value string, known []string) ([]string, error) {
 			ok = ok || k == v
 		}
 		if !ok {
-			return nil, usageError{fmt.Sprintf("-%s: unknown %q (known: %s)", name, v, strings.Join(known, ", "))}
+			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: unknown %q (known: %s)", name, v, strings.Join(known, ", "))}
 		}
 		seen[v] = true
 		out = append(out, v)
 	}
 	if len(out) == 0 {
-		return nil, usageError{"-" + name + " is empty"}
+		return nil, lab.UsageError{Msg: "-" + name + " is empty"}
 	}
 	return out, nil
 }
@@ -186,12 +164,12 @@ func intList(name, value string, lo, hi int) ([]int, error) {
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < lo || n > hi {
-			return nil, usageError{fmt.Sprintf("-%s: %q is not a number from %d to %d", name, v, lo, hi)}
+			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: %q is not a number from %d to %d", name, v, lo, hi)}
 		}
 		out = append(out, n)
 	}
 	if len(out) == 0 {
-		return nil, usageError{"-" + name + " is empty"}
+		return nil, lab.UsageError{Msg: "-" + name + " is empty"}
 	}
 	return out, nil
 }
