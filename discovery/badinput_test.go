@@ -109,8 +109,8 @@ func TestCheckOnceRejectsBadSentinelReplies(t *testing.T) {
 		// Framing attacks: go-redis sizes its allocations from these
 		// headers, so the guard must refuse them first.
 		{name: "array header of 2^31-1 elements", reply: raw("*2147483647\r\n"), wantErr: "aggregate of 2147483647 elements", guard: true},
-		{name: "bulk header of 4 GiB inside the map", reply: raw("*2\r\n" + bulk("name") + "$4294967296\r\n"), wantErr: "bulk string of 4294967296 bytes", guard: true},
-		{name: "top-level bulk header of 4 GiB", reply: raw("$4294967296\r\n"), wantErr: "bulk string of 4294967296 bytes", guard: true},
+		{name: "bulk header of 4 GiB inside the map", reply: raw("*2\r\n" + bulk("name") + "$4294967296\r\n"), wantErr: "bulk length 4294967296 over", guard: true},
+		{name: "top-level bulk header of 4 GiB", reply: raw("$4294967296\r\n"), wantErr: "bulk length 4294967296 over", guard: true},
 		{name: "arrays nested 100 deep", reply: raw(strings.Repeat("*1\r\n", 100) + ":1\r\n"), wantErr: "nested deeper than", guard: true},
 		{name: "1 MiB line without CRLF", reply: raw("+" + strings.Repeat("a", 1<<20)), wantErr: "line longer than", guard: true},
 		{name: "binary garbage", reply: raw("\x00\xff\xfe\x80garbage\r\n"), wantErr: "unknown RESP type byte", guard: true},

@@ -105,6 +105,10 @@ func TestScannerLimits(t *testing.T) {
 		{"nil where none is allowed", Limits{}, "%-1\r\n"},
 		{"not a number", Limits{}, "*x\r\n"},
 		{"huge number", Limits{}, "$99999999999999999999\r\n"},
+		// 19 digits fit the length check but not int64: wrapped round it
+		// would read as a nil bulk and the stream would lose its framing.
+		{"19-digit bulk length beyond int64", Limits{MaxBulk: 1 << 62}, "$9223372036854775808\r\n"},
+		{"19-digit aggregate length beyond int64", Limits{MaxElems: 1 << 62}, "*9999999999999999999\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, _, err := scanAll(t, NewScanner(tc.lim), []byte(tc.in), len(tc.in))

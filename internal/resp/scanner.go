@@ -11,6 +11,7 @@ package resp
 import (
 	"errors"
 	"fmt"
+	"math"
 )
 
 // ErrProtocol wraps every framing error.
@@ -203,7 +204,7 @@ func (s *Scanner) line() (bool, error) {
 		s.depth++
 		return false, nil
 	default:
-		return false, fmt.Errorf("%w: unknown type byte %q", ErrProtocol, s.typ)
+		return false, fmt.Errorf("%w: unknown RESP type byte %q", ErrProtocol, s.typ)
 	}
 }
 
@@ -246,7 +247,13 @@ func parseLength(b []byte, nullable bool) (int64, error) {
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("%w: bad length %q", ErrProtocol, b)
 		}
-		n = n*10 + int64(c-'0')
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			// 19 digits can pass int64; wrapped round, the length would
+			// read as a nil and the stream lose its framing.
+			return 0, fmt.Errorf("%w: length %q overflows", ErrProtocol, b)
+		}
+		n = n*10 + d
 	}
 	return n, nil
 }
