@@ -187,3 +187,59 @@ func TestSentinelKnownByTwoNamesVotesOnce(t *testing.T) {
 		t.Fatalf("master %q; want %q", st.Addr, topo.Master.Addr)
 	}
 }
+
+// The master is asked ROLE on every poll over one kept connection, not a
+// new dial each time; when that master dies, a fresh dial (refused) still
+// withdraws it at the next check.
+func TestRoleCheckKeepsOneConnection(t *testing.T) {
+	m := testredis.StartServer(t, redisproc.Options{})
+	host, port, _ := strings.Cut(m.Addr, ":")
+	s := newFakeSentinel(t)
+	s.always("SENTINEL MASTER", fakeReply{raw: respFields(masterFields("mymaster", host, port, "3"))})
+	ctx := context.Background()
+	stats := func() (roles, conns int) {
+		t.Helper()
+		info, err := m.Do(ctx, "INFO", "all")
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := info.(string)
+		for _, line := range strings.Split(text, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "cmdstat_role:calls="); ok {
+				v, _, _ = strings.Cut(v, ",")
+				roles, _ = strconv.Atoi(v)
+			}
+			if v, ok := strings.CutPrefix(line, "total_connections_received:"); ok {
+				conns, _ = strconv.Atoi(v)
+			}
+		}
+		return roles, conns
+	}
+	_, conns0 := stats()
+	_, updates := startWatcher(t, Config{Sentinels: []string{s.addr}, MasterName: "mymaster", PollInterval: 30 * time.Millisecond}, nil)
+	if u := nextMaster(t, updates, 5*time.Second); u.Addr != m.Addr {
+		t.Fatalf("routed to %q; want %q", u.Addr, m.Addr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	roles, conns := stats()
+	calls := 1 // stats() dials once per call
+	for roles < 10 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // poll interval of the check below, not synchronisation
+		roles, conns = stats()
+		calls++
+	}
+	if opened := conns - conns0 - calls; roles < 10 || opened > 1 {
+		t.Fatalf("%d ROLE checks opened %d connections; want one kept connection", roles, opened)
+	}
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u := <-updates:
+		if u.Addr != "" {
+			t.Fatalf("after the master died: update to %q; want a withdrawal", u.Addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no withdrawal within 5s of the master dying")
+	}
+}

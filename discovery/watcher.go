@@ -152,6 +152,13 @@ type Watcher struct {
 	// runCtx and runWG let checks start subscriptions for newly found peers.
 	runCtx context.Context
 	runWG  *sync.WaitGroup
+
+	// roleMu guards the client kept for ROLE checks: the master is asked
+	// every poll, and a dial (plus AUTH) each time would cost the master a
+	// connection a second per sentproxy. One address is kept, the last asked.
+	roleMu     sync.Mutex
+	roleAddr   string
+	roleClient *redis.Client
 }
 
 // New validates cfg and returns a Watcher that has not contacted anything yet.
@@ -264,6 +271,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			s.client.Close()
 		}
 		w.mu.Unlock()
+		w.closeRoleClient()
 		close(w.updates)
 	}()
 
@@ -311,6 +319,7 @@ func (w *Watcher) CheckOnce(ctx context.Context) (Status, error) {
 			s.client.Close()
 		}
 		w.mu.Unlock()
+		w.closeRoleClient()
 	}()
 	w.discoverPeers(ctx)
 	w.checkAndApply(ctx, trigger{reason: "check", at: time.Now()})
@@ -538,11 +547,22 @@ func (r roleResult) String() string {
 
 // role asks addr for ROLE with the master's credentials.
 func (w *Watcher) role(ctx context.Context, addr string) roleResult {
-	c := redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPassword, 1))
-	defer c.Close()
+	w.roleMu.Lock()
+	defer w.roleMu.Unlock()
+	reused := w.roleAddr == addr
+	if !reused {
+		w.newRoleClientLocked(addr)
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
 	defer cancel()
-	reply, err := c.Do(ctx, "ROLE").Slice()
+	reply, err := w.roleClient.Do(ctx, "ROLE").Slice()
+	if err != nil && reused && ctx.Err() == nil {
+		// The kept connection may have died with its server (a reset,
+		// not a refusal): ask once more on a fresh one, whose dial tells
+		// a dead master (refused) from a slow one.
+		w.newRoleClientLocked(addr)
+		reply, err = w.roleClient.Do(ctx, "ROLE").Slice()
+	}
 	if err != nil {
 		var rerr redis.Error
 		definite := errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &rerr)
@@ -556,6 +576,25 @@ func (w *Watcher) role(ctx context.Context, addr string) roleResult {
 		return roleResult{err: fmt.Errorf("ROLE reply starts with %T, want a string", reply[0]), definite: true}
 	}
 	return roleResult{master: role == "master", role: role, definite: true}
+}
+
+// newRoleClientLocked replaces the ROLE client with one for addr; roleMu
+// is held.
+func (w *Watcher) newRoleClientLocked(addr string) {
+	if w.roleClient != nil {
+		w.roleClient.Close()
+	}
+	w.roleAddr = addr
+	w.roleClient = redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPassword, 1))
+}
+
+func (w *Watcher) closeRoleClient() {
+	w.roleMu.Lock()
+	defer w.roleMu.Unlock()
+	if w.roleClient != nil {
+		w.roleClient.Close()
+		w.roleClient, w.roleAddr = nil, ""
+	}
 }
 
 // query asks every known Sentinel for its view of the master, in parallel.
