@@ -16,6 +16,9 @@ type Observer interface {
 	// MasterChanged is called once per real change of the routed master.
 	// newAddr is "" when the master was withdrawn (none verified).
 	MasterChanged(master, oldAddr, newAddr, reason string)
+	// SentinelForgotten is called when a learnt Sentinel is no longer
+	// watched (down, and no longer named by its peers).
+	SentinelForgotten(master, sentinel string)
 }
 
 type nopObserver struct{}
@@ -23,3 +26,4 @@ type nopObserver struct{}
 func (nopObserver) SentinelRequest(string, string, time.Duration, error) {}
 func (nopObserver) SentinelsChecked(string, int, int, int)               {}
 func (nopObserver) MasterChanged(string, string, string, string)         {}
+func (nopObserver) SentinelForgotten(string, string)                     {}

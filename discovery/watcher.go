@@ -29,6 +29,9 @@ const (
 	minCheckGap = 25 * time.Millisecond
 	// peerRefresh is how often SENTINEL SENTINELS is asked for new peers.
 	peerRefresh = 10 * time.Second
+	// forgetAfter is how many peer refreshes in a row must find a learnt
+	// Sentinel down and unlisted before it is forgotten.
+	forgetAfter = 2
 	// maxSentinels bounds the set a (possibly broken) Sentinel can make us watch.
 	maxSentinels = 32
 )
@@ -123,6 +126,11 @@ type sentinel struct {
 	// Guarded by Watcher.mu:
 	runID string // learnt from INFO; guards against counting one Sentinel twice under two names
 	down  bool   // the last request failed; logged once per transition
+	seed  bool   // given by the operator: never forgotten
+	// unlisted counts peer refreshes in a row that found it down and named
+	// by no Sentinel that answered; at forgetAfter it is forgotten.
+	unlisted int
+	stop     context.CancelFunc // ends its subscription
 }
 
 // Watcher tracks the master of one master name through its Sentinels.
@@ -137,6 +145,9 @@ type Watcher struct {
 	// dropEvents, set by tests, discards every Sentinel event message to
 	// prove that polling alone converges.
 	dropEvents bool
+	// peerEvery is how often SENTINEL SENTINELS is asked (peerRefresh;
+	// tests shorten it).
+	peerEvery time.Duration
 
 	mu        sync.Mutex
 	sentinels []*sentinel
@@ -173,11 +184,12 @@ func New(cfg Config) (*Watcher, error) {
 		cfg.Timeout = defaultTimeout
 	}
 	w := &Watcher{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		obs:     cfg.Observer,
-		updates: make(chan Update, 16),
-		wake:    make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		obs:       cfg.Observer,
+		updates:   make(chan Update, 16),
+		wake:      make(chan struct{}, 1),
+		peerEvery: peerRefresh,
 	}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
@@ -188,7 +200,9 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	w.status = Status{MasterName: cfg.MasterName, Reason: "not checked yet"}
 	for _, a := range cfg.Sentinels {
-		w.addSentinelLocked(a)
+		if s := w.addSentinelLocked(a); s != nil {
+			s.seed = true
+		}
 	}
 	return w, nil
 }
@@ -352,9 +366,11 @@ func (w *Watcher) startSubscriptionLocked(s *sentinel) {
 	if w.runCtx == nil {
 		return
 	}
-	ctx := w.runCtx
+	ctx, cancel := context.WithCancel(w.runCtx)
+	s.stop = cancel
 	w.runWG.Add(1)
 	go func() {
+		defer cancel()
 		defer w.runWG.Done()
 		w.subscribeLoop(ctx, s)
 	}()
@@ -394,7 +410,7 @@ func (w *Watcher) dial(ctx context.Context, network, addr string) (net.Conn, err
 // checkAndApply runs one check and returns when the next should run.
 func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {
 	w.mu.Lock()
-	peersDue := time.Since(w.lastPeers) >= peerRefresh
+	peersDue := time.Since(w.lastPeers) >= w.peerEvery
 	w.mu.Unlock()
 	if peersDue {
 		w.discoverPeers(ctx)
@@ -740,9 +756,10 @@ func (w *Watcher) discoverPeers(ctx context.Context) {
 
 	type peer struct{ addr, runID string }
 	var (
-		found []peer
-		fmu   sync.Mutex
-		wg    sync.WaitGroup
+		found   []peer
+		listers int // Sentinels that answered
+		fmu     sync.Mutex
+		wg      sync.WaitGroup
 	)
 	for _, s := range sentinels {
 		wg.Add(1)
@@ -755,6 +772,9 @@ func (w *Watcher) discoverPeers(ctx context.Context) {
 				w.log.Debug("SENTINEL SENTINELS failed", "sentinel", s.addr, "err", err)
 				return
 			}
+			fmu.Lock()
+			listers++
+			fmu.Unlock()
 			for _, p := range peers {
 				ip, port := p["ip"], p["port"]
 				if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || w.checkHost(ctx, ip) != "" {
@@ -787,4 +807,39 @@ func (w *Watcher) discoverPeers(ctx context.Context) {
 			w.startSubscriptionLocked(s)
 		}
 	}
+	if listers == 0 {
+		return // nobody to ask whether a Sentinel was removed
+	}
+	// A Sentinel taken out of service (SENTINEL RESET on its peers) is
+	// dropped from their lists; one that is merely down stays listed. So a
+	// learnt Sentinel that is down and named by no peer that answered, twice
+	// running, is forgotten, and stops counting as down in logs and metrics.
+	kept := w.sentinels[:0]
+	for _, s := range w.sentinels {
+		listed := false
+		for _, p := range found {
+			if s.addr == p.addr || (p.runID != "" && s.runID == p.runID) {
+				listed = true
+				break
+			}
+		}
+		if s.seed || !s.down || listed {
+			s.unlisted = 0
+			kept = append(kept, s)
+			continue
+		}
+		s.unlisted++
+		if s.unlisted < forgetAfter {
+			kept = append(kept, s)
+			continue
+		}
+		w.log.Info("forgot Sentinel: down and no longer named by its peers", "sentinel", s.addr)
+		if s.stop != nil {
+			s.stop()
+		}
+		s.client.Close()
+		w.obs.SentinelForgotten(w.cfg.MasterName, s.addr)
+	}
+	clear(w.sentinels[len(kept):])
+	w.sentinels = kept
 }

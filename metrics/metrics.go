@@ -488,3 +488,14 @@ func sprintln(v []any) string {
 	s := fmt.Sprintln(v...)
 	return strings.TrimSuffix(s, "\n")
 }
+
+// SentinelForgotten deletes the series of a Sentinel that is no longer
+// watched, so that an alert on it being down does not fire for ever.
+func (m *Metrics) SentinelForgotten(master, sentinel string) {
+	if m == nil {
+		return
+	}
+	l := prometheus.Labels{labelMaster: master, labelSentinel: sentinel}
+	m.sentinelUp.Delete(l)
+	m.sentinelRequests.DeletePartialMatch(l)
+}

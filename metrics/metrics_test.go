@@ -430,3 +430,21 @@ func histogramCount(t *testing.T, o prometheus.Observer, name string) uint64 {
 	t.Fatalf("no _count line in\n%s", text)
 	return 0
 }
+
+// A forgotten Sentinel's series go, so that an alert on it being down
+// stops; the other Sentinels' series stay.
+func TestSentinelForgottenDeletesItsSeries(t *testing.T) {
+	m := New(prometheus.NewRegistry())
+	m.SentinelRequest("mymaster", "10.0.0.1:26379", time.Millisecond, errors.New("down"))
+	m.SentinelRequest("mymaster", "10.0.0.2:26379", time.Millisecond, nil)
+	m.SentinelForgotten("mymaster", "10.0.0.1:26379")
+	if n := testutil.CollectAndCount(m.sentinelUp); n != 1 {
+		t.Fatalf("%d sentinel_up series; want 1 (the Sentinel still watched)", n)
+	}
+	if n := testutil.CollectAndCount(m.sentinelRequests); n != 2 {
+		t.Fatalf("%d sentinel request series; want 2 (ok and error of the Sentinel still watched)", n)
+	}
+	if got := testutil.ToFloat64(m.sentinelUp.WithLabelValues("mymaster", "10.0.0.2:26379")); got != 1 {
+		t.Fatalf("remaining Sentinel up = %v; want 1", got)
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // waitTimeout bounds every wait for something the notifier does in the
@@ -29,13 +31,7 @@ const waitTimeout = 10 * time.Second
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, what, waitTimeout, cond)
 }
 
 // recorder is an Observer that keeps every outcome.

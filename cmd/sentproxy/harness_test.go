@@ -21,6 +21,7 @@ import (
 
 	"github.com/sentproxy/sentproxy/discovery"
 	"github.com/sentproxy/sentproxy/internal/redisproc"
+	"github.com/sentproxy/sentproxy/internal/testutil"
 	"github.com/sentproxy/sentproxy/proxy"
 )
 
@@ -193,16 +194,7 @@ func (h *harness) metric(prefix string) float64 {
 	return 0
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var eventually = testutil.Eventually
 
 // writers drive a SET workload through the proxy with plain, Sentinel-
 // unaware go-redis clients, recording when each command was started and
