@@ -732,6 +732,8 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 		rc.mu.Unlock()
 		n, err := up.Read(buf)
 		suspect := false
+		// midValue: the client has been sent part of a reply.
+		midValue := sc.InValue()
 		if n > 0 {
 			from, pos := 0, 0
 			valueStart, startedHere := 0, true
@@ -785,9 +787,21 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 					return
 				}
 			}
+			midValue = sc.InValue()
+			if suspect {
+				midValue = !startedHere
+			}
 		}
 		if err == nil && !suspect {
 			continue
+		}
+		if midValue {
+			// Part of a reply is with the client and the rest died with
+			// the master: no reply from another server can complete it,
+			// so the connection ends, as in tcp mode.
+			ss.server.log.Warn("master connection failed in the middle of a reply; closing the client connection", "upstream", upAddr, "err", err)
+			ss.client.Close()
+			return
 		}
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			ss.server.log.Debug("master read failed", "upstream", upAddr, "err", err)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"net"
 	"runtime"
 	"strconv"
 	"sync"
@@ -268,5 +269,40 @@ func TestRESPCommandLongerThanTheClientLimit(t *testing.T) {
 	c.expect("+OK\r\n+QUEUED\r\n*1\r\n$-1\r\n")
 	if got := s.Buffered(); got > 1<<20 {
 		t.Fatalf("%d bytes held after the replies; want at most the limit", got)
+	}
+}
+
+// A master that dies in the middle of a reply leaves the client with part
+// of it; nothing can complete it, so the connection is closed rather than
+// carrying on with a resent command's reply glued to the fragment.
+func TestRESPMasterDiesMidReply(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 1024)
+			c.Read(buf) // the GET
+			c.Write([]byte("$10\r\nabc"))
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-served })
+	s, addr, _ := startServer(t, Config{Mode: ModeRESP, HoldTimeout: 5 * time.Second})
+	s.SetMaster(ln.Addr().String())
+	c := dialRaw(t, addr)
+	c.send("GET k")
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c.r)
+	if string(got) != "$10\r\nabc" || err != nil {
+		t.Fatalf("client read %d bytes starting %q, %v; want the fragment then the close", len(got), got[:min(len(got), 40)], err)
 	}
 }
