@@ -55,6 +55,11 @@ var (
 	errExecAbort      = []byte("-EXECABORT Transaction discarded because of previous errors.\r\n")
 	errReplayFailed   = []byte("-ERR sentproxy: could not restore this connection's state on the new master\r\n")
 	errCommandTooLong = []byte("-ERR sentproxy: command longer than this proxy holds for a retry (see --proxy.max-client-buffer); command not run\r\n")
+	errTrackingLost   = []byte("-ERR sentproxy: the master failed over and CLIENT TRACKING with REDIRECT cannot be moved to the new one; reconnect\r\n")
+	// pushInvalidateAll tells a RESP3 client with CLIENT TRACKING to drop
+	// its whole cache, as Redis does on FLUSHALL: invalidations the old
+	// master owed it are lost with it.
+	pushInvalidateAll = []byte(">2\r\n$10\r\ninvalidate\r\n_\r\n")
 	errProxyFull      = []byte("-ERR sentproxy: the proxy's buffer for commands awaiting replies is full; command not run\r\n")
 	replyOK           = []byte("+OK\r\n")
 	replyQueued       = []byte("+QUEUED\r\n")
@@ -75,6 +80,7 @@ const (
 	kindAuth
 	kindHello
 	kindSetname
+	kindTracking
 )
 
 // entry is one queued command: its bytes in the retained stream, the
@@ -103,7 +109,7 @@ type entry struct {
 // holds the session: read-only commands in flight are sent again to the new
 // master, writes in flight get an error saying their outcome is unknown
 // (never a silent replay), commands not yet sent wait, and the connection's
-// state (HELLO/AUTH, SELECT, CLIENT SETNAME, subscriptions, MONITOR) is
+// state (HELLO/AUTH, SELECT, CLIENT SETNAME, CLIENT TRACKING, subscriptions, MONITOR) is
 // replayed on the new master first.
 type respConn struct {
 	ss  *session
@@ -150,6 +156,11 @@ type respConn struct {
 
 	// State replayed on a new master, as the raw commands that set it.
 	hello, auth, sel, setname []byte
+	// tracking is the CLIENT TRACKING ON command in force, if any;
+	// trackingRedirect says it sends invalidations to another connection,
+	// whose id means nothing on a new master.
+	tracking         []byte
+	trackingRedirect bool
 	// subs holds the channels, patterns and shard channels subscribed to
 	// now: the set, not the commands, so that a client subscribing and
 	// unsubscribing in a loop holds no more than it listens to.
@@ -519,6 +530,8 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 			return
 		case equalFold(sub, "setname"):
 			e.kind = kindSetname
+		case equalFold(sub, "tracking"):
+			e.kind = kindTracking
 		}
 	case "hello":
 		e.kind = kindHello
@@ -545,6 +558,7 @@ func (rc *respConn) queue(c *resp.Command, raw []byte) {
 		rc.stream, rc.monitor, rc.replyOff, rc.skipNext = false, false, false, false
 		rc.inMulti, rc.watching, rc.multiLost, rc.watchLost, rc.multiQueued = false, false, false, false, false
 		rc.hello, rc.auth, rc.sel, rc.setname = nil, nil, nil, nil
+		rc.tracking, rc.trackingRedirect = nil, false
 		rc.subs = [3]map[string]struct{}{}
 		rc.resp3 = false
 	default:
@@ -868,6 +882,8 @@ func (rc *respConn) recordState(e *entry) {
 		rc.resp3 = helloVersion(rc.hello) == '3'
 	case kindSetname:
 		rc.setname = append(rc.setname[:0], rc.bytesOf(e)...)
+	case kindTracking:
+		rc.recordTracking(rc.bytesOf(e))
 	case kindMulti:
 		rc.inMulti = true
 	case kindExec, kindDiscard:
@@ -876,6 +892,27 @@ func (rc *respConn) recordState(e *entry) {
 		rc.watching = true
 	case kindUnwatch:
 		rc.watching = false
+	}
+}
+
+// recordTracking keeps a successful CLIENT TRACKING command for replay, or
+// forgets tracking when it turned it off. The command is rare and small, so
+// redcon splits it (allocating).
+func (rc *respConn) recordTracking(raw []byte) {
+	_, args, _, _, err := redcon.ReadNextCommand(raw, nil)
+	if err != nil || len(args) < 3 {
+		return
+	}
+	if !equalFold(args[2], "on") {
+		rc.tracking, rc.trackingRedirect = nil, false
+		return
+	}
+	rc.tracking = append(rc.tracking[:0], raw...)
+	rc.trackingRedirect = false
+	for _, a := range args[3:] {
+		if equalFold(a, "redirect") {
+			rc.trackingRedirect = true
+		}
 	}
 }
 
@@ -904,6 +941,18 @@ func (rc *respConn) recover(suspect bool) bool {
 	}
 	rc.recovering = true
 	old, oldAddr := rc.up, rc.upAddr
+	if rc.trackingRedirect {
+		// The connection that receives this one's invalidations is
+		// known to the old master by an id the new one never issued:
+		// tracking cannot be restored, and a client cache left without
+		// invalidations would serve stale data. End the connection; the
+		// client's library reconnects and sets tracking up again.
+		rc.mu.Unlock()
+		resetConn(old)
+		s.log.Info("closing a client connection at failover: CLIENT TRACKING with REDIRECT cannot be moved", "upstream", oldAddr)
+		rc.failAll(errTrackingLost)
+		return false
+	}
 	rc.planLocked()
 	// Answers already decided (writes of unknown outcome at the head) go
 	// out now, not after the wait for a master.
@@ -984,7 +1033,11 @@ func (rc *respConn) recover(suspect bool) bool {
 		batch := append([]byte(nil), rc.sent[rc.writtenTo-rc.sentBase:]...)
 		rc.writtenTo = rc.sentEnd
 		moves := rc.moves
+		invalidate := rc.tracking != nil && rc.resp3
 		rc.mu.Unlock()
+		if invalidate {
+			rc.writeClient(pushInvalidateAll)
+		}
 		// Resent and held commands go first: the client reader stays
 		// parked (recovering) until they are written, so nothing newer
 		// can overtake them.
@@ -1118,7 +1171,7 @@ func (rc *respConn) failAll(msg []byte) {
 func (rc *respConn) replay(up net.Conn) error {
 	rc.mu.Lock()
 	var cmds [][]byte
-	for _, c := range [][]byte{rc.hello, rc.auth, rc.sel, rc.setname} {
+	for _, c := range [][]byte{rc.hello, rc.auth, rc.sel, rc.setname, rc.tracking} {
 		if c != nil {
 			cmds = append(cmds, c)
 		}
