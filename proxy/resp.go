@@ -25,6 +25,10 @@ const (
 
 const (
 	respReadBuf = 64 << 10
+	// respMinBuf is where both read buffers of a connection start: an idle
+	// connection (a BLPOP waiter, a subscriber) should cost little. A read
+	// that fills a buffer doubles it, up to respReadBuf.
+	respMinBuf = 4 << 10
 	// streamAbove: a write command longer than this is forwarded as it
 	// arrives instead of being held whole, so a 500 MiB SET costs the proxy
 	// one read buffer. Such a command cannot be sent again after a
@@ -170,7 +174,7 @@ type respConn struct {
 }
 
 func newRespConn(ss *session) *respConn {
-	rc := &respConn{ss: ss, srv: ss.server, up: ss.up, upAddr: ss.upAddr, q: make([]entry, 64)}
+	rc := &respConn{ss: ss, srv: ss.server, up: ss.up, upAddr: ss.upAddr, q: make([]entry, 8)}
 	rc.resumed = sync.NewCond(&rc.mu)
 	return rc
 }
@@ -305,7 +309,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 	ss := rc.ss
 	defer func() { done <- clientToMaster }()
 	cs := resp.NewCommandScanner(0)
-	buf := make([]byte, respReadBuf)
+	buf := make([]byte, respMinBuf)
 	var batch []byte
 	// buf[start:end] is read but not yet queued or forwarded;
 	// buf[start:scanned] is the part of an unfinished command the scanner
@@ -313,6 +317,10 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 	start, scanned, end := 0, 0, 0
 	var rerr error
 	for {
+		if end == len(buf) && len(buf) < respReadBuf {
+			// Filled: the client sends more than this at a time.
+			buf = append(buf, make([]byte, len(buf))...)
+		}
 		if end == len(buf) && start > 0 {
 			end = copy(buf, buf[start:end])
 			scanned -= start
@@ -416,7 +424,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 			start, scanned, end = 0, 0, 0
 			if len(buf) > respReadBuf {
 				// A long held command grew it: give the memory back.
-				buf = make([]byte, respReadBuf)
+				buf = make([]byte, respMinBuf)
 			}
 		}
 		if perr != nil {
@@ -738,13 +746,20 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 		done <- masterToClient
 	}()
 	sc := resp.NewScanner(resp.Limits{})
-	buf := make([]byte, respReadBuf)
+	buf := make([]byte, respMinBuf)
+	grow := false // the last read filled buf
 	var out []byte
 	for {
 		rc.mu.Lock()
 		up, upAddr := rc.up, rc.upAddr
 		rc.mu.Unlock()
+		if len(buf) < respReadBuf && grow {
+			// Every read is forwarded before the next, so nothing in buf
+			// needs keeping.
+			buf = make([]byte, 2*len(buf))
+		}
 		n, err := up.Read(buf)
+		grow = n == len(buf)
 		suspect := false
 		// midValue: the client has been sent part of a reply.
 		midValue := sc.InValue()
