@@ -27,7 +27,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -83,25 +82,17 @@ func parseFlags(args []string) (options, error) {
 	raw := fs.String("raw", "", "optional JSON file to dump every record of every run into")
 	fromRaw := fs.String("from-raw", "", "run nothing: rebuild the report and pictures from a -raw dump of an earlier run (give the same -clients, -rate, -down-after, -quick)")
 	quick := fs.Bool("quick", false, "smoke run: 1 run, short phases, 4 clients unless -clients is given")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
-		}
-		return options{}, lab.UsageError{Msg: err.Error()}
+	set, err := lab.ParseFlags(fs, args)
+	if err != nil {
+		return options{}, err
 	}
-	if fs.NArg() > 0 {
-		return options{}, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	o := options{results: *results, img: *img, raw: *raw, fromRaw: *fromRaw}
 	c := &o.cfg
-	var err error
-	if c.Scenarios, err = pickList("scenarios", *scenarios, allScenarios); err != nil {
+	if c.Scenarios, err = lab.PickList("scenarios", *scenarios, allScenarios); err != nil {
 		return o, err
 	}
-	if c.Contenders, err = pickList("contenders", *contenders, allContenders); err != nil {
+	if c.Contenders, err = lab.PickList("contenders", *contenders, allContenders); err != nil {
 		return o, err
 	}
 	c.Clients, c.Rate, c.DownAfter, c.Runs = *clients, *rate, *downAfter, *runs
@@ -135,32 +126,6 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-// pickList splits a comma-separated flag and checks every item, keeping
-// the order of known (the report's order) and dropping duplicates.
-func pickList(name, value string, known []string) ([]string, error) {
-	want := map[string]bool{}
-	for _, s := range strings.Split(value, ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		if !contains(known, s) {
-			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: unknown %q (known: %s)", name, s, strings.Join(known, ", "))}
-		}
-		want[s] = true
-	}
-	var out []string
-	for _, k := range known {
-		if want[k] {
-			out = append(out, k)
-		}
-	}
-	if len(out) == 0 {
-		return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: empty", name)}
-	}
-	return out, nil
-}
-
 func run(ctx context.Context, args []string, log *slog.Logger) error {
 	o, err := parseFlags(args)
 	if err != nil {
@@ -170,7 +135,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	resultsPath, imgDir := inRoot(root, o.results), inRoot(root, o.img)
+	resultsPath, imgDir := lab.InRoot(root, o.results), lab.InRoot(root, o.img)
 	cfg := o.cfg
 	cfg.Log = log
 	dir, err := scratchDir()
@@ -303,13 +268,6 @@ func fromRaw(path string, cfg *Config) ([]*ScenarioResult, []*RunData, error) {
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return s
-}
-
-func inRoot(root, p string) string {
-	if filepath.IsAbs(p) {
-		return p
-	}
-	return filepath.Join(root, p)
 }
 
 // environment describes the machine and the build for the report.

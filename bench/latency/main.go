@@ -29,15 +29,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
@@ -85,17 +82,10 @@ func parseFlags(args []string) (options, error) {
 	duration := fs.Duration("duration", 10*time.Second, "recorded time per target and rate in each round (after a 1s warm-up)")
 	results := fs.String("results", "bench/RESULTS.md", "results file whose \"latency\" section is replaced (relative to the module root; with -quick a temp file unless given)")
 	quick := fs.Bool("quick", false, "smoke run: 1 round, rate 1000, 3s per target")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
-		}
-		return options{}, lab.UsageError{Msg: err.Error()}
+	set, err := lab.ParseFlags(fs, args)
+	if err != nil {
+		return options{}, err
 	}
-	if fs.NArg() > 0 {
-		return options{}, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	o := options{results: *results}
 	c := &o.cfg
@@ -113,8 +103,7 @@ func parseFlags(args []string) (options, error) {
 			o.results = filepath.Join(os.TempDir(), "sentproxy-latency-quick.md")
 		}
 	}
-	var err error
-	if c.Rates, err = intList("rates", *rates, 1, 200000); err != nil {
+	if c.Rates, err = lab.IntList("rates", *rates, 1, 200000); err != nil {
 		return o, err
 	}
 	c.Conns, c.Rounds, c.Duration, c.Targets = *conns, *rounds, *duration, allTargets
@@ -129,31 +118,6 @@ func parseFlags(args []string) (options, error) {
 		return o, lab.UsageError{Msg: "-results must not be empty"}
 	}
 	return o, nil
-}
-
-// intList parses a comma-separated list of numbers from lo to hi, in the
-// given order, without duplicates.
-func intList(name, value string, lo, hi int) ([]int, error) {
-	var out []int
-	seen := map[int]bool{}
-	for _, v := range strings.Split(value, ",") {
-		v = strings.TrimSpace(v)
-		if v == "" {
-			continue
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: %q is not a number from %d to %d", name, v, lo, hi)}
-		}
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	if len(out) == 0 {
-		return nil, lab.UsageError{Msg: "-" + name + " is empty"}
-	}
-	return out, nil
 }
 
 func run(ctx context.Context, args []string, log *slog.Logger) error {

@@ -22,13 +22,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -75,21 +73,13 @@ func parseFlags(args []string) (options, error) {
 	skipIdle := fs.Bool("skip-idle", false, "skip the idle memory and cutover phases")
 	results := fs.String("results", "bench/RESULTS.md", "results file whose \"scale\" section is replaced (relative to the module root; with -quick a temp file unless given)")
 	quick := fs.Bool("quick", false, "smoke run: 1 round, clients 1,100, 1/10 of the requests, 500 idle connections")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
-		}
-		return options{}, lab.UsageError{Msg: err.Error()}
+	set, err := lab.ParseFlags(fs, args)
+	if err != nil {
+		return options{}, err
 	}
-	if fs.NArg() > 0 {
-		return options{}, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	o := options{results: *results}
 	c := &o.cfg
-	var err error
 	if *quick {
 		if !set["rounds"] {
 			*rounds = 1
@@ -107,16 +97,16 @@ func parseFlags(args []string) (options, error) {
 			o.results = filepath.Join(os.TempDir(), "sentproxy-scale-quick.md")
 		}
 	}
-	if c.Clients, err = intList("clients", *clients, 1, 5000); err != nil {
+	if c.Clients, err = lab.IntList("clients", *clients, 1, 5000); err != nil {
 		return o, err
 	}
-	if c.Pipelines, err = intList("pipelines", *pipelines, 1, 1000); err != nil {
+	if c.Pipelines, err = lab.IntList("pipelines", *pipelines, 1, 1000); err != nil {
 		return o, err
 	}
-	if c.Targets, err = pickList("targets", *targets, allTargets); err != nil {
+	if c.Targets, err = lab.PickList("targets", *targets, allTargets); err != nil {
 		return o, err
 	}
-	if c.Modes, err = pickList("modes", *modes, []string{"tcp", "resp"}); err != nil {
+	if c.Modes, err = lab.PickList("modes", *modes, []string{"tcp", "resp"}); err != nil {
 		return o, err
 	}
 	c.Rounds, c.Scale, c.Idle, c.SkipTput, c.SkipIdle = *rounds, *scale, *idle, *skipTput, *skipIdle
@@ -129,49 +119,6 @@ func parseFlags(args []string) (options, error) {
 		return o, lab.UsageError{Msg: "-idle must be 1 to 9900 (RLIMIT_NOFILE)"}
 	}
 	return o, nil
-}
-
-func pickList(name, value string, known []string) ([]string, error) {
-	var out []string
-	seen := map[string]bool{}
-	for _, v := range strings.Split(value, ",") {
-		v = strings.TrimSpace(v)
-		if v == "" || seen[v] {
-			continue
-		}
-		ok := false
-		for _, k := range known {
-			ok = ok || k == v
-		}
-		if !ok {
-			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: unknown %q (known: %s)", name, v, strings.Join(known, ", "))}
-		}
-		seen[v] = true
-		out = append(out, v)
-	}
-	if len(out) == 0 {
-		return nil, lab.UsageError{Msg: "-" + name + " is empty"}
-	}
-	return out, nil
-}
-
-func intList(name, value string, lo, hi int) ([]int, error) {
-	var out []int
-	for _, v := range strings.Split(value, ",") {
-		v = strings.TrimSpace(v)
-		if v == "" {
-			continue
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n < lo || n > hi {
-			return nil, lab.UsageError{Msg: fmt.Sprintf("-%s: %q is not a number from %d to %d", name, v, lo, hi)}
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, lab.UsageError{Msg: "-" + name + " is empty"}
-	}
-	return out, nil
 }
 
 func run(ctx context.Context, args []string, log *slog.Logger) error {

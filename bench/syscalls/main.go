@@ -55,17 +55,10 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "CPU-time rounds (target order rotated each round)")
 	fs.StringVar(&o.results, "results", "bench/RESULTS.md", "results file whose \"syscalls\" section is replaced (relative to the module root; with -quick a temp file unless given)")
 	quick := fs.Bool("quick", false, "smoke run: 1 round of 10000 requests")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, err
-		}
-		return o, lab.UsageError{Msg: err.Error()}
+	set, err := lab.ParseFlags(fs, args)
+	if err != nil {
+		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, lab.UsageError{Msg: fmt.Sprintf("unexpected arguments: %q", fs.Args())}
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
 		if !set["n"] {
 			o.requests = 10000
