@@ -44,8 +44,9 @@ import (
 // is the baseline the others are compared with.
 var allTargets = []string{"direct", "tcp", "resp", "haproxy"}
 
-// proxies are the targets whose added latency and CPU are reported.
-var proxies = []string{"tcp", "resp", "haproxy"}
+// proxies are the targets whose added latency and CPU are reported; the
+// "-1p" ones (sentproxy with GOMAXPROCS=1) only with -one-p.
+var proxies = []string{"tcp", "resp", "haproxy", "tcp-1p", "resp-1p"}
 
 // warmup runs before each measurement and is not recorded.
 const warmup = time.Second
@@ -82,6 +83,7 @@ func parseFlags(args []string) (options, error) {
 	duration := fs.Duration("duration", 10*time.Second, "recorded time per target and rate in each round (after a 1s warm-up)")
 	results := fs.String("results", "bench/RESULTS.md", "results file whose \"latency\" section is replaced (relative to the module root; with -quick a temp file unless given)")
 	quick := fs.Bool("quick", false, "smoke run: 1 round, rate 1000, 3s per target")
+	oneP := fs.Bool("one-p", false, "also measure sentproxy tcp and resp with GOMAXPROCS=1 (targets tcp-1p, resp-1p)")
 	set, err := lab.ParseFlags(fs, args)
 	if err != nil {
 		return options{}, err
@@ -107,6 +109,9 @@ func parseFlags(args []string) (options, error) {
 		return o, err
 	}
 	c.Conns, c.Rounds, c.Duration, c.Targets = *conns, *rounds, *duration, allTargets
+	if *oneP {
+		c.Targets = append(append([]string(nil), allTargets...), "tcp-1p", "resp-1p")
+	}
 	switch {
 	case c.Conns < 1 || c.Conns > 1000:
 		return o, lab.UsageError{Msg: "-conns must be 1 to 1000"}

@@ -164,6 +164,10 @@ func targetLabel(t string) string {
 		return "sentproxy resp"
 	case "haproxy":
 		return "HAProxy"
+	case "tcp-1p":
+		return "sentproxy tcp, GOMAXPROCS=1"
+	case "resp-1p":
+		return "sentproxy resp, GOMAXPROCS=1"
 	}
 	return t
 }

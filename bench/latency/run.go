@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
@@ -72,8 +73,14 @@ func Measure(ctx context.Context, cfg Config) ([]Run, error) {
 	targets := map[string]target{"direct": {"direct", topo.Master.Addr, topo.Master.PID}}
 	for _, t := range cfg.Targets {
 		switch t {
-		case "tcp", "resp":
-			sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: t, Sentinels: topo.SentinelAddrs()})
+		case "tcp", "resp", "tcp-1p", "resp-1p":
+			o := lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: t, Name: t, Sentinels: topo.SentinelAddrs()}
+			if mode, ok := strings.CutSuffix(t, "-1p"); ok {
+				// One P: the thread that polls runs the goroutine it woke
+				// instead of waking another thread for it.
+				o.Mode, o.Env = mode, []string{"GOMAXPROCS=1"}
+			}
+			sp, err := lab.StartSentproxy(ctx, o)
 			if err != nil {
 				return nil, fmt.Errorf("latency: start sentproxy %s: %w", t, err)
 			}

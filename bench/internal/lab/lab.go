@@ -105,13 +105,16 @@ func (p *Process) LogTail() string {
 	return strings.Join(lines, "\n")
 }
 
-func start(name, logPath string, argv []string) (*Process, error) {
+func start(name, logPath string, argv []string, env ...string) (*Process, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Its own process group, so a Ctrl-C at the terminal reaches the bench
 	// program, which then stops its children in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -136,6 +139,8 @@ type ProxyOptions struct {
 	Sentinels  []string // Sentinel addresses; required
 	MasterName string   // default "mymaster"
 	Extra      []string // more flags, e.g. "--proxy.max-connections=0"
+	Env        []string // more environment, e.g. "GOMAXPROCS=1"
+	Name       string   // for its log file; default the mode
 }
 
 // Sentproxy is a running sentproxy with its proxy and web addresses.
@@ -171,7 +176,10 @@ func StartSentproxy(ctx context.Context, o ProxyOptions) (*Sentproxy, error) {
 		"--web.listen-address=" + web,
 		"--log.level=warn",
 	}, o.Extra...)
-	p, err := start("sentproxy-"+o.Mode, filepath.Join(o.Dir, "sentproxy-"+o.Mode+"-"+strconv.Itoa(pport)+".log"), argv)
+	if o.Name == "" {
+		o.Name = o.Mode
+	}
+	p, err := start("sentproxy-"+o.Name, filepath.Join(o.Dir, "sentproxy-"+o.Name+"-"+strconv.Itoa(pport)+".log"), argv, o.Env...)
 	if err != nil {
 		return nil, err
 	}
