@@ -134,10 +134,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	resultsPath := o.results
-	if !filepath.IsAbs(resultsPath) {
-		resultsPath = filepath.Join(root, resultsPath)
-	}
+	resultsPath := lab.InRoot(root, o.results)
 	// The generator runs on one P, like redis-benchmark's single event
 	// loop: the thread waiting in epoll_wait then runs the goroutine whose
 	// reply arrived, instead of handing it to another thread. On this

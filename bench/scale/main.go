@@ -130,10 +130,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	resultsPath := o.results
-	if !filepath.IsAbs(resultsPath) {
-		resultsPath = filepath.Join(root, resultsPath)
-	}
+	resultsPath := lab.InRoot(root, o.results)
 	if err := raiseNoFile(); err != nil {
 		return err
 	}

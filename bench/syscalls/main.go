@@ -179,10 +179,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	body := report(targets, res, o, lab.Environment(ctx, root, "go run ./bench/syscalls", args))
 	fmt.Print(body)
-	path := o.results
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(root, path)
-	}
+	path := lab.InRoot(root, o.results)
 	if err := lab.ReplaceSection(path, "syscalls", body); err != nil {
 		return err
 	}
