@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
 // matchTolerance allows for the gap between the drill's clock reading and
@@ -240,13 +242,7 @@ func summarize(xs []float64) Summary {
 	if len(xs) == 0 {
 		return Summary{}
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return Summary{N: len(s), Med: med, Min: s[0], Max: s[len(s)-1]}
+	return Summary{N: len(xs), Med: lab.Median(xs), Min: slices.Min(xs), Max: slices.Max(xs)}
 }
 
 // kindsAcross merges the error kinds of several runs, most frequent first.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
 // Percentiles summarizes one run's latencies.
@@ -66,14 +68,7 @@ func newSpread(xs []float64) spread {
 	if len(xs) == 0 {
 		return spread{Median: math.NaN(), Min: math.NaN(), Max: math.NaN()}
 	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	m := s[n/2]
-	if n%2 == 0 {
-		m = (s[n/2-1] + s[n/2]) / 2
-	}
-	return spread{Median: m, Min: s[0], Max: s[n-1], N: n}
+	return spread{Median: lab.Median(xs), Min: slices.Min(xs), Max: slices.Max(xs), N: len(xs)}
 }
 
 // String prints "median (min–max)" with format, or just the median when

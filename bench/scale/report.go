@@ -3,23 +3,11 @@ package main
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"time"
-)
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
+)
 
 type cfgKey struct{ clients, pipeline int }
 
@@ -80,10 +68,10 @@ func summarize(runs []TputRun, cfg Config) []tputRow {
 				continue
 			}
 			for t := range rps {
-				row.rps[t] = median(rps[t])
-				row.cpu[t] = median(cpu[t])
+				row.rps[t] = lab.Median(rps[t])
+				row.cpu[t] = lab.Median(cpu[t])
 			}
-			row.tcpHA, row.respTCP, row.tcpDir = median(tcpHA), median(respTCP), median(tcpDir)
+			row.tcpHA, row.respTCP, row.tcpDir = lab.Median(tcpHA), lab.Median(respTCP), lab.Median(tcpDir)
 			rows = append(rows, row)
 		}
 	}

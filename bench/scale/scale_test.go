@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
 func TestParseRPS(t *testing.T) {
@@ -41,13 +43,13 @@ func TestRespCommand(t *testing.T) {
 }
 
 func TestMedianRotateRequests(t *testing.T) {
-	if m := median([]float64{3, 1, 2}); m != 2 {
+	if m := lab.Median([]float64{3, 1, 2}); m != 2 {
 		t.Fatalf("median = %v", m)
 	}
-	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+	if m := lab.Median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Fatalf("median = %v", m)
 	}
-	if !math.IsNaN(median(nil)) {
+	if !math.IsNaN(lab.Median(nil)) {
 		t.Fatal("median of nothing is not NaN")
 	}
 	if got := strings.Join(rotate([]string{"a", "b", "c"}, 4), ""); got != "bca" {

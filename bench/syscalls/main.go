@@ -151,14 +151,14 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	for r := range o.rounds {
 		for i := range targets {
 			t := targets[(i+r)%len(targets)]
-			u0, s0, err := cpu(t.pid)
+			u0, s0, err := lab.CPUTimes(t.pid)
 			if err != nil {
 				return err
 			}
 			if err := benchmark(ctx, t.addr, o.clients, o.requests); err != nil {
 				return err
 			}
-			u1, s1, err := cpu(t.pid)
+			u1, s1, err := lab.CPUTimes(t.pid)
 			if err != nil {
 				return err
 			}
@@ -196,28 +196,6 @@ func benchmark(ctx context.Context, addr string, clients, n int) error {
 		return fmt.Errorf("redis-benchmark via %s: %w: %s", addr, err, out)
 	}
 	return nil
-}
-
-// cpu returns a process's user and system CPU time so far.
-func cpu(pid int) (user, system time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
-	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14, stime 15.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
-	}
-	const tick = 10 * time.Millisecond // CLK_TCK 100 on Linux
-	return time.Duration(ut) * tick, time.Duration(st) * tick, nil
 }
 
 // traced runs the benchmark with strace -c -f attached to the target and
@@ -329,18 +307,6 @@ func sum(m map[string]float64) float64 {
 	return s
 }
 
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // report renders the markdown section.
 func report(targets []target, res map[string]*measurement, o options, env lab.Env) string {
 	var b strings.Builder
@@ -371,7 +337,7 @@ func report(targets []target, res map[string]*measurement, o options, env lab.En
 			}
 			parts = append(parts, p)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %.2f | %s |\n", t.name, median(m.user), median(m.system), sum(m.calls), sum(m.errors), strings.Join(parts, ", "))
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %.2f | %s |\n", t.name, lab.Median(m.user), lab.Median(m.system), sum(m.calls), sum(m.errors), strings.Join(parts, ", "))
 	}
 	b.WriteString("\nA GET through a proxy is two messages (request in, reply out). HAProxy reads a message, writes it, and on a short read waits for epoll without reading again. Go's netpoller reads until EAGAIN before it parks, so each message costs a third call; in tcp mode the calls are splice(2) (socket to pipe, pipe to socket), from io.Copy between the raw connections.\n")
 	return b.String()

@@ -312,28 +312,35 @@ func waitFor(ctx context.Context, p *Process, what string, limit time.Duration, 
 // CPUTime returns the user plus system CPU time the process has used,
 // from /proc/PID/stat.
 func CPUTime(pid int) (time.Duration, error) {
+	user, system, err := CPUTimes(pid)
+	return user + system, err
+}
+
+// CPUTimes returns the user and the system CPU time the process has used,
+// from /proc/PID/stat.
+func CPUTimes(pid int) (user, system time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("cpu time: %w", err)
+		return 0, 0, fmt.Errorf("cpu time: %w", err)
 	}
 	// The command name (field 2) may hold spaces; fields after it follow
 	// its closing parenthesis.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("cpu time: malformed /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("cpu time: malformed /proc/%d/stat", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("cpu time: short /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("cpu time: short /proc/%d/stat", pid)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("cpu time: malformed /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("cpu time: malformed /proc/%d/stat", pid)
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
 }
 
 // RSS returns the process's resident set size in bytes, from VmRSS in

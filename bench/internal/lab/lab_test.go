@@ -76,3 +76,33 @@ func TestReplaceSection(t *testing.T) {
 		t.Fatal("a section without its end marker was accepted")
 	}
 }
+
+// CPUTimes splits what CPUTime reports: user and system, from the same
+// fields, each never negative and together never more than a later total.
+func TestCPUTimesSplitsCPUTime(t *testing.T) {
+	pid := os.Getpid()
+	user, system, err := CPUTimes(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, err := CPUTime(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user < 0 || system < 0 || user+system > total {
+		t.Fatalf("user %v + system %v, then total %v", user, system, total)
+	}
+	if _, _, err := CPUTimes(1 << 30); err == nil {
+		t.Fatal("CPUTimes of a PID that does not exist: no error")
+	}
+}
+
+func TestMedian(t *testing.T) {
+	xs := []float64{4, 1, 3, 2}
+	if m := Median(xs); m != 2.5 {
+		t.Fatalf("Median(%v) = %v; want 2.5", xs, m)
+	}
+	if xs[0] != 4 {
+		t.Fatal("Median sorted its argument in place")
+	}
+}
