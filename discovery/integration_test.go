@@ -9,6 +9,7 @@ import (
 
 	"github.com/sentproxy/sentproxy/internal/redisproc"
 	"github.com/sentproxy/sentproxy/internal/testredis"
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // These tests run real redis-server and redis-sentinel processes.
@@ -220,14 +221,12 @@ func TestRoleCheckKeepsOneConnection(t *testing.T) {
 	if u := nextMaster(t, updates, 5*time.Second); u.Addr != m.Addr {
 		t.Fatalf("routed to %q; want %q", u.Addr, m.Addr)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	roles, conns := stats()
-	calls := 1 // stats() dials once per call
-	for roles < 10 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond) // poll interval of the check below, not synchronisation
+	var roles, conns, calls int // stats() dials once per call
+	testutil.Eventually(t, "10 ROLE checks", 10*time.Second, func() bool {
 		roles, conns = stats()
 		calls++
-	}
+		return roles >= 10
+	})
 	if opened := conns - conns0 - calls; roles < 10 || opened > 1 {
 		t.Fatalf("%d ROLE checks opened %d connections; want one kept connection", roles, opened)
 	}
