@@ -20,6 +20,11 @@ type session struct {
 
 	rc *respConn // set in ModeRESP
 
+	// loop is set, under loopMu, when the epoll engine has taken the
+	// connections over; cut then closes them through it.
+	loopMu sync.Mutex
+	loop   *loopPair
+
 	cutOnce   sync.Once
 	cutReason atomic.Pointer[string]
 	// ended is the direction whose copy returned first (1+direction), set
@@ -47,6 +52,13 @@ const (
 func (ss *session) cut(reason string) {
 	ss.cutOnce.Do(func() {
 		ss.cutReason.Store(&reason)
+		ss.loopMu.Lock()
+		lp := ss.loop
+		ss.loopMu.Unlock()
+		if lp != nil {
+			lp.abort()
+			return
+		}
 		if tc, ok := ss.up.(*net.TCPConn); ok {
 			tc.SetLinger(0)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,6 +153,24 @@ func (r *recorder) acceptedCount() int {
 
 var eventually = testutil.Eventually
 
+// testEngine is the tcp-mode engine the tests run on:
+// SENTPROXY_PROXY_ENGINE, the variable sentproxy itself reads, so that one
+// setting runs this package's and cmd/sentproxy's tests on the same engine.
+func testEngine(t *testing.T) string {
+	switch e := os.Getenv("SENTPROXY_PROXY_ENGINE"); e {
+	case "", EngineSplice:
+		return EngineSplice
+	case EngineEpoll:
+		if !EngineEpollSupported {
+			t.Fatalf("SENTPROXY_PROXY_ENGINE=%s: not supported on this system", e)
+		}
+		return e
+	default:
+		t.Fatalf("SENTPROXY_PROXY_ENGINE=%q: want %s or %s", e, EngineSplice, EngineEpoll)
+		return ""
+	}
+}
+
 // startServer runs a Server on a loopback listener and shuts it down at the
 // end of the test.
 func startServer(t *testing.T, cfg Config) (*Server, string, *recorder) {
@@ -162,6 +181,9 @@ func startServer(t *testing.T, cfg Config) (*Server, string, *recorder) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = "mymaster"
+	}
+	if cfg.Engine == "" {
+		cfg.Engine = testEngine(t)
 	}
 	s := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -392,7 +414,7 @@ func TestMaxConnections(t *testing.T) {
 func TestShutdownDrainsThenForces(t *testing.T) {
 	b := newBackend(t, "echo")
 	rec := &recorder{}
-	s := New(Config{Name: "mymaster", Observer: rec})
+	s := New(Config{Name: "mymaster", Observer: rec, Engine: testEngine(t)})
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
@@ -419,7 +441,7 @@ func TestShutdownDrainsThenForces(t *testing.T) {
 
 func TestShutdownWaitsForClientsThatFinish(t *testing.T) {
 	b := newBackend(t, "echo")
-	s := New(Config{Name: "mymaster"})
+	s := New(Config{Name: "mymaster", Engine: testEngine(t)})
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()

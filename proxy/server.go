@@ -47,6 +47,10 @@ type Config struct {
 	// connections are idle legitimately. Enabling it costs the splice fast
 	// path, because idleness must then be watched in user space.
 	IdleTimeout time.Duration
+	// Engine moves ModeTCP bytes: EngineSplice (the default) or
+	// EngineEpoll. With an IdleTimeout, both copy through a buffer in
+	// user space instead.
+	Engine string
 	// MaxConnections caps concurrent client connections, held ones
 	// included. Zero means no cap.
 	MaxConnections int
@@ -97,6 +101,10 @@ type Server struct {
 	sessions  map[*session]struct{}
 	listeners map[net.Listener]struct{}
 	closing   bool
+
+	// loop is the epoll engine's event loop while any connection uses it.
+	loopMu sync.Mutex
+	loop   *eventLoop
 }
 
 // New returns a Server with no master: clients are held until SetMaster.
@@ -112,6 +120,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Mode == "" {
 		cfg.Mode = ModeTCP
+	}
+	if cfg.Engine == "" || !EngineEpollSupported {
+		cfg.Engine = EngineSplice
 	}
 	if cfg.MaxClientBuffer <= 0 {
 		cfg.MaxClientBuffer = defaultMaxClientBuffer
@@ -308,9 +319,11 @@ func (s *Server) handle(client net.Conn) {
 		s.refuse(client, accepted, reason, msg)
 		return
 	}
-	if s.cfg.Mode == ModeRESP {
+	switch {
+	case s.cfg.Mode == ModeRESP:
 		ss.runRESP()
-	} else {
+	case s.cfg.Engine == EngineEpoll && s.cfg.IdleTimeout <= 0 && ss.runLoop():
+	default:
 		ss.run()
 	}
 	s.mu.Lock()

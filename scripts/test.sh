@@ -28,3 +28,11 @@ go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 bash scripts/check-observability.sh
 go test -race -count=1 -timeout 12m "$@" ./...
+# The same proxy tests, and the tcp-mode failovers with real Sentinels, on
+# the epoll engine (--proxy.engine=epoll; Linux only). Skipped when
+# arguments narrow the run above.
+if [ $# -eq 0 ] && [ "$(uname -s)" = Linux ]; then
+  SENTPROXY_PROXY_ENGINE=epoll go test -race -count=1 -timeout 8m ./proxy
+  SENTPROXY_PROXY_ENGINE=epoll go test -race -count=1 -timeout 8m \
+    -run 'TestFailoverBy|TestFailoverWithOneSentinelDown|TestAllSentinelsDown|TestTwoRoutesUnderOneSentinelSet' ./cmd/sentproxy
+fi

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,9 +67,11 @@ func startHarness(t *testing.T, topo *redisproc.Topology, mutate func(*appConfig
 	t.Helper()
 	h := &harness{t: t, topo: topo, logBuf: &lockedBuffer{}}
 	cfg := appConfig{
-		routes:        []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
-		discovery:     discovery.Config{Sentinels: topo.SentinelAddrs(), Timeout: 500 * time.Millisecond},
-		proxy:         proxy.Config{HoldTimeout: 20 * time.Second},
+		routes:    []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
+		discovery: discovery.Config{Sentinels: topo.SentinelAddrs(), Timeout: 500 * time.Millisecond},
+		// SENTPROXY_PROXY_ENGINE, as sentproxy itself reads it, picks the
+		// tcp-mode engine (scripts/test.sh runs these tests on both).
+		proxy:         proxy.Config{HoldTimeout: 20 * time.Second, Engine: os.Getenv("SENTPROXY_PROXY_ENGINE")},
 		webAddr:       "127.0.0.1:0",
 		telemetryPath: "/metrics",
 		drainTimeout:  2 * time.Second,

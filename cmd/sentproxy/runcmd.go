@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -27,6 +28,9 @@ func (c *RunCmd) Validate() error {
 	if err != nil {
 		return err
 	}
+	if c.Proxy.Engine == proxy.EngineEpoll && !proxy.EngineEpollSupported {
+		return fmt.Errorf("--proxy.engine=epoll: needs Linux; use --proxy.engine=splice here")
+	}
 	dcfg, err := discoveryConfig(c.Sentinel, c.Master)
 	if err != nil {
 		return err
@@ -36,6 +40,7 @@ func (c *RunCmd) Validate() error {
 		discovery: dcfg,
 		proxy: proxy.Config{
 			Mode:            c.Proxy.Mode,
+			Engine:          c.Proxy.Engine,
 			MaxClientBuffer: c.Proxy.MaxClientBuffer,
 			MaxBuffer:       c.Proxy.MaxBuffer,
 			DialTimeout:     c.Proxy.DialTimeout,

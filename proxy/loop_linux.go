@@ -1,0 +1,477 @@
+//go:build linux
+
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// EngineEpollSupported reports whether EngineEpoll can run here.
+const EngineEpollSupported = true
+
+// The epoll engine moves tcp-mode bytes in one event loop per Server
+// instead of two goroutines per connection.
+//
+// Why it exists: with io.Copy each message costs three system calls per
+// direction (splice in, splice out, and the splice that returns EAGAIN
+// before the goroutine parks, because Go's netpoller forgets readiness
+// when it parks), plus a goroutine wake-up through the runtime. A
+// level-triggered loop reads once per readiness event and writes once:
+// two calls per message per direction, the same as HAProxy, and a batch
+// of events per epoll_wait under load. Both halves of that cost showed in
+// bench/syscalls and bench/run.sh; see bench/RESULTS.md.
+//
+// Ownership: the loop dups each connection's descriptor and closes the
+// *net.TCPConn, which takes the socket out of Go's netpoller; from then on
+// the session's loopPair owns both descriptors. Every use of them (the
+// loop's reads and writes, and cut from another goroutine) holds the
+// pair's mutex and checks closed, so a descriptor is never used after it
+// was closed, even if its number is reused.
+
+// loopBufSize is the loop's one read buffer, shared by all its
+// connections: a message is written on as soon as it is read, so a
+// connection holds memory only while its peer's socket is full.
+const loopBufSize = 64 << 10
+
+// wakeID is the epoll data of the loop's eventfd; connection ends count
+// up from 1.
+const wakeID = 0
+
+type eventLoop struct {
+	s    *Server
+	ep   int
+	wake int // eventfd, to make the loop look at live again
+	buf  []byte
+
+	mu     sync.Mutex // guards ends and nextID
+	ends   map[uint64]*loopEnd
+	nextID uint64
+
+	live int // sessions attached; guarded by s.loopMu
+}
+
+// loopEnd is one leg of a loopPair, named by where its bytes come from:
+// reading the client end feeds the master, and so on.
+type loopEnd struct {
+	pair    *loopPair
+	peer    *loopEnd
+	fd      int
+	id      uint64
+	dir     direction // direction of the bytes read from fd
+	pending []byte    // read from peer, not yet written to fd (its socket was full)
+	eof     bool      // nothing more is read from fd
+	events  uint32    // interest registered with epoll; 0 means not registered
+}
+
+type loopPair struct {
+	ss     *session
+	mu     sync.Mutex
+	closed bool
+	client loopEnd
+	up     loopEnd
+	done   chan struct{}
+}
+
+// runLoop moves the session's bytes in the Server's event loop and returns
+// when the session has ended. It reports false, having changed nothing,
+// when the connections cannot be handed over (the session was cut first,
+// or the descriptors could not be duplicated); the caller then runs the
+// goroutine copy, which finds cut connections closed.
+func (ss *session) runLoop() bool {
+	ss.loopMu.Lock()
+	if ss.cutReason.Load() != nil {
+		ss.loopMu.Unlock()
+		return false
+	}
+	cfd, err := dupConn(ss.client)
+	if err != nil {
+		ss.loopMu.Unlock()
+		ss.server.log.Debug("epoll engine: falling back to io.Copy", "err", err)
+		return false
+	}
+	ufd, err := dupConn(ss.up)
+	if err != nil {
+		unix.Close(cfd)
+		ss.loopMu.Unlock()
+		ss.server.log.Debug("epoll engine: falling back to io.Copy", "err", err)
+		return false
+	}
+	// Closing the Go connections removes the sockets from Go's netpoller;
+	// the duplicates keep them open.
+	ss.client.Close()
+	ss.up.Close()
+	p := &loopPair{ss: ss, done: make(chan struct{})}
+	p.client = loopEnd{pair: p, peer: &p.up, fd: cfd, dir: clientToMaster}
+	p.up = loopEnd{pair: p, peer: &p.client, fd: ufd, dir: masterToClient}
+	ss.loop = p
+	ss.loopMu.Unlock()
+
+	if err := ss.server.attach(p); err != nil {
+		ss.server.log.Warn("epoll engine: cannot watch connection", "err", err)
+		p.mu.Lock()
+		ss.markEnded(clientToMaster)
+		p.closeFDs(false)
+		p.mu.Unlock()
+		close(p.done)
+	}
+	<-p.done
+	ss.setReason(clientToMaster)
+	return true
+}
+
+func dupConn(c net.Conn) (int, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return -1, fmt.Errorf("proxy: %T is not a TCP connection", c)
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("proxy: raw connection: %w", err)
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, fmt.Errorf("proxy: raw connection: %w", err)
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("proxy: dup: %w", derr)
+	}
+	return nfd, nil
+}
+
+// closeFDs closes both descriptors once; the caller holds p.mu. reset
+// discards whatever is still queued for the master.
+func (p *loopPair) closeFDs(reset bool) bool {
+	if p.closed {
+		return false
+	}
+	p.closed = true
+	if reset {
+		unix.SetsockoptLinger(p.up.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(p.up.fd)
+	unix.Close(p.client.fd)
+	p.client.pending, p.up.pending = nil, nil
+	return true
+}
+
+// abort is cut for a loop session: both legs closed before it returns.
+func (p *loopPair) abort() {
+	p.mu.Lock()
+	closed := p.closeFDs(true)
+	p.mu.Unlock()
+	if closed {
+		p.ss.server.detach(p)
+	}
+}
+
+// attach hands a pair to the Server's loop, starting one if none runs.
+func (s *Server) attach(p *loopPair) error {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	if s.loop == nil {
+		el, err := newEventLoop(s)
+		if err != nil {
+			return err
+		}
+		s.loop = el
+		s.wg.Add(1)
+		go el.run()
+	}
+	el := s.loop
+	el.mu.Lock()
+	for _, e := range []*loopEnd{&p.client, &p.up} {
+		el.nextID++
+		e.id = el.nextID
+		el.ends[e.id] = e
+	}
+	el.mu.Unlock()
+	el.live++
+	p.mu.Lock()
+	err := el.watch(&p.client)
+	if err == nil {
+		err = el.watch(&p.up)
+	}
+	p.mu.Unlock()
+	if err != nil {
+		el.forget(p)
+		el.live--
+		if el.live == 0 {
+			el.nudge()
+		}
+		return err
+	}
+	return nil
+}
+
+// nudge wakes the loop to look at live again.
+func (el *eventLoop) nudge() {
+	one := [8]byte{1}
+	unix.Write(el.wake, one[:])
+}
+
+// detach removes a pair whose descriptors are closed and ends its session.
+func (s *Server) detach(p *loopPair) {
+	s.loopMu.Lock()
+	el := s.loop
+	el.forget(p)
+	el.live--
+	if el.live == 0 {
+		el.nudge()
+	}
+	s.loopMu.Unlock()
+	close(p.done)
+}
+
+func newEventLoop(s *Server) (*eventLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("proxy: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEventID(&ev, wakeID)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(wake)
+		unix.Close(ep)
+		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
+	}
+	return &eventLoop{s: s, ep: ep, wake: wake, buf: make([]byte, loopBufSize), ends: map[uint64]*loopEnd{}}, nil
+}
+
+func (el *eventLoop) forget(p *loopPair) {
+	el.mu.Lock()
+	delete(el.ends, p.client.id)
+	delete(el.ends, p.up.id)
+	el.mu.Unlock()
+}
+
+func setEventID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(uint32(id))
+	ev.Pad = int32(uint32(id >> 32))
+}
+
+func eventID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// run serves events until no session is attached, then releases the loop.
+func (el *eventLoop) run() {
+	defer el.s.wg.Done()
+	evs := make([]unix.EpollEvent, 128)
+	for {
+		n := el.wait(evs)
+		for i := range evs[:n] {
+			id := eventID(&evs[i])
+			if id == wakeID {
+				var b [8]byte
+				unix.Read(el.wake, b[:])
+				continue
+			}
+			el.mu.Lock()
+			e := el.ends[id]
+			el.mu.Unlock()
+			if e != nil {
+				el.serve(e, evs[i].Events)
+			}
+		}
+		if el.idle() {
+			return
+		}
+	}
+}
+
+// wait returns at least one event. It first polls without blocking,
+// outside the scheduler's view, which is cheap and is all that is needed
+// under load; only when nothing is ready does it block in a system call
+// the runtime knows of, so that the loop's P serves other goroutines
+// meanwhile.
+func (el *eventLoop) wait(evs []unix.EpollEvent) int {
+	for {
+		r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(el.ep),
+			uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+		if errno == 0 && r > 0 {
+			return int(r)
+		}
+		n, err := unix.EpollWait(el.ep, evs, -1)
+		if err == nil && n > 0 {
+			return n
+		}
+		if err != nil && err != unix.EINTR {
+			// Only EBADF/EFAULT/EINVAL are possible, none of which a retry
+			// mends; a loop that cannot wait would spin.
+			panic(fmt.Sprintf("proxy: epoll_wait: %v", err))
+		}
+	}
+}
+
+// idle releases the loop when nothing is attached; attach starts another.
+func (el *eventLoop) idle() bool {
+	el.s.loopMu.Lock()
+	defer el.s.loopMu.Unlock()
+	if el.live > 0 {
+		return false
+	}
+	el.s.loop = nil
+	unix.Close(el.wake)
+	unix.Close(el.ep)
+	return true
+}
+
+// serve handles one readiness event on e.
+func (el *eventLoop) serve(e *loopEnd, events uint32) {
+	p := e.pair
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	end := el.move(e, events)
+	if !end {
+		err := el.watch(e)
+		if err == nil {
+			err = el.watch(e.peer)
+		}
+		if err != nil {
+			el.s.log.Warn("epoll engine: closing connection", "err", err)
+			p.ss.markEnded(clientToMaster)
+			end = true
+		}
+	}
+	if end {
+		p.closeFDs(false)
+	}
+	p.mu.Unlock()
+	if end {
+		el.s.detach(p)
+	}
+}
+
+// move does the I/O one event allows and reports whether the session is
+// over. Bytes read are written to the peer at once; what the peer's socket
+// does not take waits in the peer's pending, and reading stops until it
+// has been written.
+func (el *eventLoop) move(e *loopEnd, events uint32) bool {
+	ss := e.pair.ss
+	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && len(e.pending) > 0 {
+		w, err := rawWrite(e.fd, e.pending)
+		if err != nil && err != unix.EAGAIN {
+			ss.markEnded(e.dir)
+			return true
+		}
+		e.pending = e.pending[max(w, 0):]
+		el.count(e, max(w, 0))
+		if len(e.pending) == 0 {
+			e.pending = nil
+			if e.peer.eof {
+				if e.dir == masterToClient {
+					unix.Shutdown(e.fd, unix.SHUT_WR)
+				} else {
+					return true // the master's side ended and all its bytes are out
+				}
+			}
+		}
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLERR|unix.EPOLLHUP) == 0 || e.eof || len(e.peer.pending) > 0 {
+		return false
+	}
+	n, err := rawRead(e.fd, el.buf)
+	switch {
+	case n > 0:
+		w, werr := rawWrite(e.peer.fd, el.buf[:n])
+		if werr != nil && werr != unix.EAGAIN {
+			ss.markEnded(e.peer.dir)
+			return true
+		}
+		w = max(w, 0)
+		el.count(e.peer, w)
+		if w < n {
+			e.peer.pending = append([]byte(nil), el.buf[w:n]...)
+		}
+		return false
+	case err == unix.EAGAIN:
+		return false
+	default: // end of stream, or the socket failed
+		e.eof = true
+		ss.markEnded(e.dir)
+		if e.dir == masterToClient {
+			// Redis never half-closes: the session is over once what the
+			// master sent has reached the client.
+			return len(e.peer.pending) == 0
+		}
+		if len(e.peer.pending) == 0 {
+			unix.Shutdown(e.peer.fd, unix.SHUT_WR)
+		}
+		return false
+	}
+}
+
+// count adds n bytes written to e.fd to the session's byte counts.
+func (el *eventLoop) count(e *loopEnd, n int) {
+	if e.dir == clientToMaster {
+		e.pair.ss.m2c += int64(n)
+	} else {
+		e.pair.ss.c2m += int64(n)
+	}
+}
+
+// watch brings e's epoll interest in line with its state: read while its
+// peer has nothing pending, write while it has. A descriptor with no
+// interest is taken out of epoll, because epoll reports hang-ups and
+// errors whatever the interest, and level-triggered, they would repeat.
+func (el *eventLoop) watch(e *loopEnd) error {
+	var want uint32
+	if !e.eof && len(e.peer.pending) == 0 {
+		want |= unix.EPOLLIN
+	}
+	if len(e.pending) > 0 {
+		want |= unix.EPOLLOUT
+	}
+	if want == e.events {
+		return nil
+	}
+	op := unix.EPOLL_CTL_MOD
+	switch {
+	case e.events == 0:
+		op = unix.EPOLL_CTL_ADD
+	case want == 0:
+		op = unix.EPOLL_CTL_DEL
+	}
+	ev := unix.EpollEvent{Events: want}
+	setEventID(&ev, e.id)
+	if err := unix.EpollCtl(el.ep, op, e.fd, &ev); err != nil {
+		return fmt.Errorf("proxy: epoll_ctl: %w", err)
+	}
+	e.events = want
+	return nil
+}
+
+// rawRead and rawWrite skip the runtime's system-call bookkeeping: the
+// sockets are non-blocking, so the calls never block.
+func rawRead(fd int, b []byte) (int, error) {
+	r, _, errno := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
+
+func rawWrite(fd int, b []byte) (int, error) {
+	r, _, errno := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(r), nil
+}
