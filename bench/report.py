@@ -16,16 +16,19 @@ import sys
 
 raw_path, cmds_path, hacfg_path, out_path = sys.argv[1:5]
 env = os.environ.get
-TARGETS = ["direct", "tcp", "resp", "haproxy"]
-PROXIES = ["tcp", "resp", "haproxy"]
-NAMES = {"direct": "direct (Redis)", "tcp": "sentproxy tcp", "resp": "sentproxy resp", "haproxy": "HAProxy"}
+TARGETS = ["direct", "tcp", "epoll", "resp", "haproxy"]
+PROXIES = ["tcp", "epoll", "resp", "haproxy"]
+NAMES = {"direct": "direct (Redis)", "tcp": "sentproxy tcp (splice engine)", "epoll": "sentproxy tcp (epoll engine)",
+         "resp": "sentproxy resp", "haproxy": "HAProxy"}
 TESTS = ["SET", "GET"]
 clk_tck = int(env("BENCH_CLK_TCK", "100"))
 main_clients = int(env("BENCH_CLIENTS", "50"))
 
 # Issue targets: resp >= 85% of tcp without pipelining, >= 70% with -P 16;
-# resp's added p99 under 100 µs at moderate load (the CLIENTS_LOW runs).
+# resp's added p99 under 100 µs at moderate load (the CLIENTS_LOW runs);
+# tcp mode's throughput at least HAProxy's, with and without pipelining.
 RATIO_GOAL = {1: 0.85, 16: 0.70}
+HAPROXY_GOAL = 1.0
 LAT_GOAL_US = 100.0
 
 rows = list(csv.DictReader(open(raw_path), delimiter="\t"))
@@ -147,8 +150,8 @@ for cfg in configs:
     perf_tables.append((cfg, table(hdr, body)))
 
 # --- throughput ratios, in-round ------------------------------------------------
-pairs = [("tcp", "direct"), ("resp", "direct"), ("haproxy", "direct"),
-         ("tcp", "haproxy"), ("resp", "haproxy"), ("resp", "tcp")]
+pairs = [("tcp", "direct"), ("epoll", "direct"), ("resp", "direct"), ("haproxy", "direct"),
+         ("tcp", "haproxy"), ("epoll", "haproxy"), ("resp", "haproxy"), ("epoll", "tcp"), ("resp", "tcp")]
 ratio_body = []
 goal_rows = []  # for the summary
 for cfg in configs:
@@ -172,8 +175,17 @@ for cfg in configs:
         else:
             row += ["—", "—"]
         ratio_body.append(row)
-ratio_table = table(["test", "tcp / direct", "resp / direct", "haproxy / direct", "tcp / haproxy",
-                     "resp / haproxy", "resp / tcp", "goal (resp / tcp)", "goal met?"], ratio_body)
+        if cfg[0] == main_clients:
+            for t in ("tcp", "epoll"):
+                rh = per_round_ratio(t, "haproxy", cfg, test)
+                if rh:
+                    goal_rows.append([f"{t} / haproxy throughput, {test} {cfg_name(cfg)}", f"≥ {HAPROXY_GOAL:.2f}",
+                                      with_range(rh, ".3f"), verdict_min(rh, HAPROXY_GOAL),
+                                      f"{t} ÷ haproxy CPU µs/req (SET+GET): "
+                                      f"{with_range(per_round_cpu_ratio(t, 'haproxy', cfg), '.2f')}"])
+ratio_table = table(["test", "tcp / direct", "epoll / direct", "resp / direct", "haproxy / direct", "tcp / haproxy",
+                     "epoll / haproxy", "resp / haproxy", "epoll / tcp", "resp / tcp", "goal (resp / tcp)",
+                     "goal met?"], ratio_body)
 
 # --- added latency: proxy p50/p99 minus direct's, in-round, µs ------------------
 lat_body = []
@@ -195,7 +207,8 @@ for cfg in configs:
         else:
             row += ["—", "—"]
         lat_body.append(row)
-lat_table = table(["test", "tcp +p50", "tcp +p99", "resp +p50", "resp +p99", "haproxy +p50", "haproxy +p99",
+lat_table = table(["test", "tcp +p50", "tcp +p99", "epoll +p50", "epoll +p99", "resp +p50", "resp +p99",
+                   "haproxy +p50", "haproxy +p99",
                    "goal (resp +p99, moderate load)", "goal met?"], lat_body)
 
 # --- CPU per request ----------------------------------------------------------------
@@ -205,11 +218,11 @@ for cfg in configs:
     row = [cfg_name(cfg)]
     for t in PROXIES:
         row.append(with_range(per_round_cpu(t, cfg), ".2f") if t in present else "—")
-    for a, b in [("resp", "tcp"), ("tcp", "haproxy"), ("resp", "haproxy")]:
+    for a, b in [("resp", "tcp"), ("tcp", "haproxy"), ("epoll", "haproxy"), ("resp", "haproxy")]:
         row.append(with_range(per_round_cpu_ratio(a, b, cfg), ".2f") if a in present and b in present else "—")
     cpu_body.append(row)
-cpu_table = table(["config", "tcp µs/req", "resp µs/req", "haproxy µs/req",
-                   "resp / tcp", "tcp / haproxy", "resp / haproxy"], cpu_body)
+cpu_table = table(["config", "tcp µs/req", "epoll µs/req", "resp µs/req", "haproxy µs/req",
+                   "resp / tcp", "tcp / haproxy", "epoll / haproxy", "resp / haproxy"], cpu_body)
 
 mcpu_body = []
 for cfg in configs:
@@ -347,13 +360,15 @@ that writes to `$TMPDIR/sentproxy-bench-quick.md`, not here.
 - Ports (chosen at run time): {env('BENCH_PORTS')}
 
 Targets: **direct** = redis-server itself; **tcp** = sentproxy with
-`--proxy.mode=tcp` (splices bytes); **resp** = a second sentproxy process with
+`--proxy.mode=tcp` and the default `--proxy.engine=splice` (io.Copy, which
+splices bytes); **epoll** = a second sentproxy process in tcp mode with
+`--proxy.engine=epoll` (one event loop, read and write); **resp** = a third sentproxy process with
 `--proxy.mode=resp` (frames commands and replies, forwards the raw bytes), on
 its own ports and following the same Sentinel; **haproxy** = HAProxy `mode tcp`,
 one thread, pointed straight at the master.
 
 Method: each round measures three configurations — c={main_clients} P=1 and
-c={main_clients} P=16 on all four targets, then c={configs[-1][0]} P=1 ("moderate load") on
+c={main_clients} P=16 on all five targets, then c={configs[-1][0]} P=1 ("moderate load") on
 direct, tcp and resp. Within a configuration the targets run back to back, in
 an order rotated by one each round, so that drift hits all targets alike and
 in-round comparisons are between neighbours. One redis-benchmark invocation runs
@@ -386,10 +401,11 @@ Master (`redis-server redis.conf`): `bind 127.0.0.1`, `port MPORT`, `save ""`,
 a temp dir since Sentinel rewrites it): `sentinel monitor mymaster 127.0.0.1 MPORT 1`.
 
 sentproxy (`go build -o "$OUT/sentproxy" ./cmd/sentproxy`; each ready once
-`curl -fs http://127.0.0.1:WEBPORT/readyz` returns 200), tcp and resp:
+`curl -fs http://127.0.0.1:WEBPORT/readyz` returns 200), tcp, epoll and resp:
 
 ```
 {env('BENCH_SP_TCP_CMD')}
+{env('BENCH_SP_EPOLL_CMD')}
 {env('BENCH_SP_RESP_CMD')}
 ```
 

@@ -2,11 +2,12 @@
 # Throughput, latency and CPU cost of Redis SET/GET through sentproxy in both
 # of its modes, compared with Redis directly and with HAProxy (plain
 # `mode tcp`, one thread), all on loopback. One run starts a master, a
-# Sentinel, two sentproxy processes (--proxy.mode=tcp and --proxy.mode=resp,
-# each on its own ports, both following the same Sentinel) and HAProxy on free
+# Sentinel, three sentproxy processes (--proxy.mode=tcp with each
+# --proxy.engine, and --proxy.mode=resp, each on its own ports, all following
+# the same Sentinel) and HAProxy on free
 # ports, then for ROUNDS rounds runs redis-benchmark against every target:
-#   - CLIENTS (50) clients, pipeline 1:  direct, tcp, resp, haproxy
-#   - CLIENTS (50) clients, pipeline 16: direct, tcp, resp, haproxy
+#   - CLIENTS (50) clients, pipeline 1:  direct, tcp, epoll, resp, haproxy
+#   - CLIENTS (50) clients, pipeline 16: direct, tcp, epoll, resp, haproxy
 #   - CLIENTS_LOW (10) clients, pipeline 1 ("moderate load"): direct, tcp, resp
 # Within a round the measurements of one configuration run back to back, in a
 # target order rotated each round, so that drift on a shared machine hits all
@@ -53,13 +54,13 @@ CLIENTS=${CLIENTS:-50}
 CLIENTS_LOW=${CLIENTS_LOW:-10}
 RESULTS=${RESULTS:-$root/bench/RESULTS.md}
 [ "$CLIENTS_LOW" != "$CLIENTS" ] || { echo "bench: CLIENTS_LOW must differ from CLIENTS" >&2; exit 1; }
-targets=(direct tcp resp haproxy)
+targets=(direct tcp epoll resp haproxy)
 # Configurations measured every round: clients, pipeline depth, requests per
 # test (one invocation runs SET then GET, this many each), targets.
 cfg_clients=("$CLIENTS" "$CLIENTS" "$CLIENTS_LOW")
 cfg_pipes=(1 16 1)
 cfg_requests=("$REQUESTS_P1" "$REQUESTS_P16" "$REQUESTS_LOW")
-cfg_targets=("direct tcp resp haproxy" "direct tcp resp haproxy" "direct tcp resp")
+cfg_targets=("direct tcp epoll resp haproxy" "direct tcp epoll resp haproxy" "direct tcp resp")
 
 # --- dependencies -----------------------------------------------------------
 need=()
@@ -128,10 +129,10 @@ poll() {
 alive() { kill -0 "$1" 2>/dev/null || die "$2 (pid $1) exited; its log: $(tail -n 20 "$3" 2>/dev/null)"; }
 
 # --- free ports ---------------------------------------------------------------
-read -r MPORT SPORT PPORT WPORT RPORT RWPORT HPORT < <(python3 - <<'PY'
+read -r MPORT SPORT PPORT WPORT RPORT RWPORT HPORT EPORT EWPORT < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(9):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -187,15 +188,21 @@ poll "redis-sentinel on :$SPORT" 10 "$SPID" "$OUT/sentinel/sentinel.log" bash -c
 # web ports; they differ only in --proxy.mode.
 sp_tcp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
   --proxy.mode=tcp --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
+sp_epoll_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+  --proxy.mode=tcp --proxy.engine=epoll --proxy.listen-address=127.0.0.1:$EPORT --web.listen-address=127.0.0.1:$EWPORT --log.level=warn)
 sp_resp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
   --proxy.mode=resp --proxy.listen-address=127.0.0.1:$RPORT --web.listen-address=127.0.0.1:$RWPORT --log.level=warn)
 "${sp_tcp_cmd[@]}" >"$OUT/sentproxy-tcp.log" 2>&1 &
 TPID=$!
 pids+=("$TPID")
+"${sp_epoll_cmd[@]}" >"$OUT/sentproxy-epoll.log" 2>&1 &
+EPID=$!
+pids+=("$EPID")
 "${sp_resp_cmd[@]}" >"$OUT/sentproxy-resp.log" 2>&1 &
 RPID=$!
 pids+=("$RPID")
 poll "sentproxy (tcp) /readyz on :$WPORT" 30 "$TPID" "$OUT/sentproxy-tcp.log" curl -fs -o /dev/null "http://127.0.0.1:$WPORT/readyz"
+poll "sentproxy (epoll) /readyz on :$EWPORT" 30 "$EPID" "$OUT/sentproxy-epoll.log" curl -fs -o /dev/null "http://127.0.0.1:$EWPORT/readyz"
 poll "sentproxy (resp) /readyz on :$RWPORT" 30 "$RPID" "$OUT/sentproxy-resp.log" curl -fs -o /dev/null "http://127.0.0.1:$RWPORT/readyz"
 alive "$TPID" "sentproxy (tcp)" "$OUT/sentproxy-tcp.log"
 alive "$RPID" "sentproxy (resp)" "$OUT/sentproxy-resp.log"
@@ -229,12 +236,14 @@ alive "$HPID" haproxy "$OUT/haproxy.log"
 
 # Every target answers PING before measuring.
 poll "sentproxy (tcp) proxying PING" 10 "$TPID" "$OUT/sentproxy-tcp.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $PPORT ping)\" = PONG ]"
+poll "sentproxy (epoll) proxying PING" 10 "$EPID" "$OUT/sentproxy-epoll.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $EPORT ping)\" = PONG ]"
 poll "sentproxy (resp) proxying PING" 10 "$RPID" "$OUT/sentproxy-resp.log" bash -c "[ \"\$(redis-cli -h 127.0.0.1 -p $RPORT ping)\" = PONG ]"
 
 port_of() {
   case $1 in
     direct) echo "$MPORT" ;;
     tcp) echo "$PPORT" ;;
+    epoll) echo "$EPORT" ;;
     resp) echo "$RPORT" ;;
     haproxy) echo "$HPORT" ;;
   esac
@@ -243,12 +252,14 @@ pid_of() {
   case $1 in
     direct) echo "$MPID" ;;
     tcp) echo "$TPID" ;;
+    epoll) echo "$EPID" ;;
     resp) echo "$RPID" ;;
     haproxy) echo "$HPID" ;;
   esac
 }
 all_alive() {
   alive "$TPID" "sentproxy (tcp)" "$OUT/sentproxy-tcp.log"
+  alive "$EPID" "sentproxy (epoll)" "$OUT/sentproxy-epoll.log"
   alive "$RPID" "sentproxy (resp)" "$OUT/sentproxy-resp.log"
   alive "$HPID" haproxy "$OUT/haproxy.log"
   alive "$MPID" redis-server "$OUT/master/redis.log"
@@ -367,9 +378,11 @@ export BENCH_REQUESTS="REQUESTS_P1=$REQUESTS_P1 REQUESTS_P16=$REQUESTS_P16 REQUE
 export BENCH_LOAD="$load_before before the rounds, $load_after after"
 export BENCH_QUICK=${QUICK:-0}
 export BENCH_INVOCATION=$invocation
-export BENCH_PORTS="master $MPORT, sentinel $SPORT, sentproxy tcp $PPORT (web $WPORT), sentproxy resp $RPORT (web $RWPORT), haproxy $HPORT"
+export BENCH_PORTS="master $MPORT, sentinel $SPORT, sentproxy tcp $PPORT (web $WPORT), sentproxy epoll $EPORT (web $EWPORT), sentproxy resp $RPORT (web $RWPORT), haproxy $HPORT"
 export BENCH_SP_TCP_CMD="${sp_tcp_cmd[*]}"
 export BENCH_SP_TCP_CMD=${BENCH_SP_TCP_CMD//$OUT/\$OUT}
+export BENCH_SP_EPOLL_CMD="${sp_epoll_cmd[*]}"
+export BENCH_SP_EPOLL_CMD=${BENCH_SP_EPOLL_CMD//$OUT/\$OUT}
 export BENCH_SP_RESP_CMD="${sp_resp_cmd[*]}"
 export BENCH_SP_RESP_CMD=${BENCH_SP_RESP_CMD//$OUT/\$OUT}
 

@@ -2,13 +2,14 @@
 // calls per request (strace -c -f attached to the proxy while
 // redis-benchmark runs GET through it) and user and system CPU time per
 // request (from /proc/PID/stat, in a separate run without strace, which
-// slows what it traces). It compares sentproxy in tcp and resp mode with
-// HAProxy (mode tcp, one thread) in the same run.
+// slows what it traces). It compares sentproxy in tcp mode (both engines)
+// and resp mode with HAProxy (mode tcp, one thread) in the same run.
 //
-// Why it exists: tcp mode copies with io.Copy between the raw TCP
-// connections, which Go turns into splice(2) through a pipe, and Go's
-// netpoller reads until EAGAIN before it parks. That fixes how many system
-// calls a message costs; this program measures it next to HAProxy's.
+// Why it exists: tcp mode's default engine copies with io.Copy between the
+// raw TCP connections, which Go turns into splice(2) through a pipe, and
+// Go's netpoller reads until EAGAIN before it parks. That fixes how many
+// system calls a message costs; this program measures it next to the epoll
+// engine's and HAProxy's.
 //
 // It writes the "syscalls" section of bench/RESULTS.md. From the
 // repository root (needs strace, redis-server, redis-sentinel,
@@ -125,13 +126,18 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	defer topo.Close()
 	var targets []target
-	for _, mode := range []string{"tcp", "resp"} {
-		sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: bin, Dir: dir, Mode: mode, Sentinels: topo.SentinelAddrs()})
+	for _, v := range []struct{ name, mode, engine string }{
+		{"sentproxy tcp", "tcp", "splice"},
+		{"sentproxy tcp epoll", "tcp", "epoll"},
+		{"sentproxy resp", "resp", "splice"},
+	} {
+		sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: bin, Dir: dir, Mode: v.mode, Name: strings.ReplaceAll(v.name, " ", "-"),
+			Sentinels: topo.SentinelAddrs(), Extra: []string{"--proxy.engine=" + v.engine}})
 		if err != nil {
 			return err
 		}
 		defer sp.Close()
-		targets = append(targets, target{"sentproxy " + mode, sp.Addr, sp.PID()})
+		targets = append(targets, target{v.name, sp.Addr, sp.PID()})
 	}
 	hp, err := lab.StartHAProxy(ctx, lab.HAProxyOptions{Dir: dir, Servers: []string{topo.Master.Addr}})
 	if err != nil {
@@ -339,6 +345,6 @@ func report(targets []target, res map[string]*measurement, o options, env lab.En
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %.2f | %s |\n", t.name, lab.Median(m.user), lab.Median(m.system), sum(m.calls), sum(m.errors), strings.Join(parts, ", "))
 	}
-	b.WriteString("\nA GET through a proxy is two messages (request in, reply out). HAProxy reads a message, writes it, and on a short read waits for epoll without reading again. Go's netpoller reads until EAGAIN before it parks, so each message costs a third call; in tcp mode the calls are splice(2) (socket to pipe, pipe to socket), from io.Copy between the raw connections.\n")
+	b.WriteString("\nA GET through a proxy is two messages (request in, reply out). HAProxy reads a message, writes it, and on a short read waits for epoll without reading again. Go's netpoller reads until EAGAIN before it parks, so each message costs a third call; in tcp mode with the default splice engine the calls are splice(2) (socket to pipe, pipe to socket), from io.Copy between the raw connections. The epoll engine (`--proxy.engine=epoll`) works as HAProxy does: one level-triggered epoll loop reads once per readiness event and writes at once, so two calls per message, and no goroutine is parked or woken per message.\n")
 	return b.String()
 }
