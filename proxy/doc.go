@@ -16,10 +16,17 @@
 //   - While there is no master, a new client is held (its connection is
 //     accepted and nothing is read from it) for up to Config.HoldTimeout. It
 //     then gets a RESP error naming the master and the reason, and the close.
-//   - In ModeTCP bytes are copied with io.Copy between the raw
-//     *net.TCPConns, which the runtime turns into splice(2); connections
-//     are never wrapped. Byte counts come from io.Copy's return values when
-//     a connection ends.
+//   - In ModeTCP with EngineSplice (the default) bytes are copied with
+//     io.Copy between the raw *net.TCPConns, which the runtime turns into
+//     splice(2); connections are never wrapped. Byte counts come from
+//     io.Copy's return values when a connection ends.
+//   - In ModeTCP with EngineEpoll (Linux) the sockets leave Go's netpoller
+//     and one level-triggered epoll loop per Server reads each message once
+//     and writes it at once, keeping bytes only while the other side's
+//     socket is full. A cut closes both descriptors from the cutting
+//     goroutine under the connection's lock, so the invariant above holds
+//     for both engines; the loop's goroutine exits when it serves no
+//     connection.
 //   - In ModeRESP commands and replies are framed (internal/resp) and
 //     forwarded as read, never re-encoded; a malformed command gets the
 //     error Redis itself gives, then the close.

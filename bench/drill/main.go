@@ -50,8 +50,9 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 }
 
 var (
-	allScenarios  = []string{"sigkill", "sigstop", "sentinel-failover", "sentinel-down"}
-	allContenders = []string{"tcp", "resp", "haproxy", "goredis"}
+	allScenarios = []string{"sigkill", "sigstop", "sentinel-failover", "sentinel-down"}
+	// epoll is sentproxy in tcp mode with --proxy.engine=epoll.
+	allContenders = []string{"tcp", "epoll", "resp", "haproxy", "goredis"}
 )
 
 func main() {

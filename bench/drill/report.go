@@ -225,19 +225,22 @@ func writeScenario(b *strings.Builder, cfg Config, r *ScenarioResult) {
 	b.WriteString("\n")
 }
 
+// sentproxies are the contenders that are sentproxy.
+var sentproxies = []string{"tcp", "epoll", "resp"}
+
 // verdicts compares each sentproxy mode with each other contender, column
 // by column, and explains a loss from what the data shows (the error kinds)
 // where it can.
 func verdicts(cfg Config, r *ScenarioResult) []string {
 	var out []string
 	runs := len(r.Runs)
-	for _, sp := range []string{"tcp", "resp"} {
+	for _, sp := range sentproxies {
 		if !contains(cfg.Contenders, sp) {
 			continue
 		}
 		spMs := r.perContender(sp)
 		for _, other := range cfg.Contenders {
-			if other == "tcp" || other == "resp" {
+			if contains(sentproxies, other) {
 				continue
 			}
 			oMs := r.perContender(other)
@@ -286,7 +289,7 @@ func reason(mode string, col column, kinds []string) string {
 	case "errors", "error window":
 		var why []string
 		if hasKind(kinds, "reset", "eof", "broken pipe", "closed") {
-			if mode == "tcp" {
+			if mode != "resp" {
 				why = append(why, "Its clients saw connection errors (reset/EOF): tcp mode closes every connection to the old master when it withdraws it, and with no retries the command in flight fails.")
 			} else {
 				why = append(why, "Its clients saw connection errors (reset/EOF).")

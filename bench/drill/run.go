@@ -346,8 +346,12 @@ func startContenders(ctx context.Context, cfg Config, dir string, topo *redispro
 	var targets []target
 	for _, c := range cfg.Contenders {
 		switch c {
-		case "tcp", "resp":
-			sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: dir, Mode: c, Sentinels: topo.SentinelAddrs(), MasterName: masterName})
+		case "tcp", "epoll", "resp":
+			o := lab.ProxyOptions{Bin: cfg.Bin, Dir: dir, Mode: c, Name: c, Sentinels: topo.SentinelAddrs(), MasterName: masterName}
+			if c == "epoll" {
+				o.Mode, o.Extra = "tcp", []string{"--proxy.engine=epoll"}
+			}
+			sp, err := lab.StartSentproxy(ctx, o)
 			if err != nil {
 				return nil, closeAll, fmt.Errorf("drill: start sentproxy %s: %w", c, err)
 			}

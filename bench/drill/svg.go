@@ -28,6 +28,8 @@ func contenderLabel(c string) string {
 	switch c {
 	case "tcp":
 		return "sentproxy tcp"
+	case "epoll":
+		return "sentproxy tcp, epoll engine"
 	case "resp":
 		return "sentproxy resp"
 	case "haproxy":

@@ -34,7 +34,8 @@ import (
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
 
-var allTargets = []string{"direct", "tcp", "resp", "haproxy"}
+// epoll is sentproxy in tcp mode with --proxy.engine=epoll.
+var allTargets = []string{"direct", "tcp", "epoll", "resp", "haproxy"}
 
 func main() { lab.Main("scale", run) }
 
@@ -65,7 +66,7 @@ func parseFlags(args []string) (options, error) {
 	clients := fs.String("clients", "1,10,100,1000", "comma-separated redis-benchmark client counts")
 	pipelines := fs.String("pipelines", "1,16", "comma-separated redis-benchmark pipeline depths")
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets: "+strings.Join(allTargets, ", "))
-	modes := fs.String("modes", "tcp,resp", "sentproxy modes for the idle memory and cutover phases")
+	modes := fs.String("modes", "tcp,epoll,resp", "sentproxy modes for the idle memory and cutover phases (epoll: tcp mode with --proxy.engine=epoll)")
 	rounds := fs.Int("rounds", 3, "throughput rounds (target order rotated each round)")
 	scale := fs.Float64("scale", 1, "multiplier for the number of requests per redis-benchmark run")
 	idle := fs.Int("idle", 9900, "idle connections for the memory and cutover phases (the proxy needs 2 fds each)")
@@ -106,7 +107,7 @@ func parseFlags(args []string) (options, error) {
 	if c.Targets, err = lab.PickList("targets", *targets, allTargets); err != nil {
 		return o, err
 	}
-	if c.Modes, err = lab.PickList("modes", *modes, []string{"tcp", "resp"}); err != nil {
+	if c.Modes, err = lab.PickList("modes", *modes, []string{"tcp", "epoll", "resp"}); err != nil {
 		return o, err
 	}
 	c.Rounds, c.Scale, c.Idle, c.SkipTput, c.SkipIdle = *rounds, *scale, *idle, *skipTput, *skipIdle

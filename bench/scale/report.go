@@ -17,6 +17,7 @@ type tputRow struct {
 	rps      map[string]float64 // median per target
 	cpu      map[string]float64 // median µs per request per target
 	tcpHA    float64            // median of in-round tcp/haproxy ratios
+	epollHA  float64            // median of in-round epoll/haproxy ratios
 	respTCP  float64            // median of in-round resp/tcp ratios
 	tcpDir   float64            // median of in-round tcp/direct ratios
 	rounds   int
@@ -41,7 +42,7 @@ func summarize(runs []TputRun, cfg Config) []tputRow {
 		for _, p := range cfg.Pipelines {
 			row := tputRow{key: cfgKey{c, p}, rps: map[string]float64{}, cpu: map[string]float64{}}
 			rps, cpu := map[string][]float64{}, map[string][]float64{}
-			var tcpHA, respTCP, tcpDir []float64
+			var tcpHA, epollHA, respTCP, tcpDir []float64
 			for round := 0; round < cfg.Rounds; round++ {
 				m := byRound[rk{row.key, round}]
 				if m == nil {
@@ -61,6 +62,7 @@ func summarize(runs []TputRun, cfg Config) []tputRow {
 					}
 				}
 				ratio("tcp", "haproxy", &tcpHA)
+				ratio("epoll", "haproxy", &epollHA)
 				ratio("resp", "tcp", &respTCP)
 				ratio("tcp", "direct", &tcpDir)
 			}
@@ -71,7 +73,8 @@ func summarize(runs []TputRun, cfg Config) []tputRow {
 				row.rps[t] = lab.Median(rps[t])
 				row.cpu[t] = lab.Median(cpu[t])
 			}
-			row.tcpHA, row.respTCP, row.tcpDir = lab.Median(tcpHA), lab.Median(respTCP), lab.Median(tcpDir)
+			row.tcpHA, row.epollHA = lab.Median(tcpHA), lab.Median(epollHA)
+			row.respTCP, row.tcpDir = lab.Median(respTCP), lab.Median(tcpDir)
 			rows = append(rows, row)
 		}
 	}
@@ -92,8 +95,8 @@ const behind = 0.95
 // tputVerdict says, from the rows, where sentproxy is behind HAProxy and
 // direct.
 func tputVerdict(rows []tputRow) string {
-	var haBehind, dirBehind, respBehind, cpuMore []string
-	nHA, nDir, nResp, nCPU := 0, 0, 0, 0
+	var haBehind, epollBehind, dirBehind, respBehind, cpuMore, epollCPUMore []string
+	nHA, nEpoll, nDir, nResp, nCPU, nEpollCPU := 0, 0, 0, 0, 0, 0
 	worstHA, worstHAAt := math.Inf(1), ""
 	for _, r := range rows {
 		at := fmt.Sprintf("c=%d P=%d", r.key.clients, r.key.pipeline)
@@ -104,6 +107,20 @@ func tputVerdict(rows []tputRow) string {
 			}
 			if r.tcpHA < worstHA {
 				worstHA, worstHAAt = r.tcpHA, at
+			}
+		}
+		if !math.IsNaN(r.epollHA) {
+			nEpoll++
+			if r.epollHA < behind {
+				epollBehind = append(epollBehind, fmt.Sprintf("%s (%.2f×)", at, r.epollHA))
+			}
+		}
+		if ec, ok := r.cpu["epoll"]; ok {
+			if hc, ok := r.cpu["haproxy"]; ok {
+				nEpollCPU++
+				if hc > 0 && ec > hc/behind {
+					epollCPUMore = append(epollCPUMore, fmt.Sprintf("%s (%.2f vs %.2f µs)", at, ec, hc))
+				}
 			}
 		}
 		if !math.IsNaN(r.tcpDir) {
@@ -144,6 +161,12 @@ func tputVerdict(rows []tputRow) string {
 	}
 	if nCPU > 0 {
 		fmt.Fprintf(&b, "tcp mode uses more CPU per request than HAProxy in %d of %d: %s; ", len(cpuMore), nCPU, list(cpuMore))
+	}
+	if nEpoll > 0 {
+		fmt.Fprintf(&b, "tcp mode with the epoll engine is slower than HAProxy in %d of %d: %s; ", len(epollBehind), nEpoll, list(epollBehind))
+	}
+	if nEpollCPU > 0 {
+		fmt.Fprintf(&b, "and uses more CPU per request than HAProxy in %d of %d: %s; ", len(epollCPUMore), nEpollCPU, list(epollCPUMore))
 	}
 	if nDir > 0 {
 		fmt.Fprintf(&b, "tcp mode is slower than direct in %d of %d: %s; ", len(dirBehind), nDir, list(dirBehind))
@@ -188,8 +211,8 @@ func Report(env Env, cfg Config, res Results) string {
 		for _, t := range cfg.Targets {
 			fmt.Fprintf(&b, " %s CPU µs/req |", t)
 		}
-		b.WriteString(" tcp/haproxy | resp/tcp | tcp/direct |\n|---:|---:|---:|")
-		b.WriteString(strings.Repeat("---:|", 2*len(cfg.Targets)+3) + "\n")
+		b.WriteString(" tcp/haproxy | epoll/haproxy | resp/tcp | tcp/direct |\n|---:|---:|---:|")
+		b.WriteString(strings.Repeat("---:|", 2*len(cfg.Targets)+4) + "\n")
 		for _, r := range rows {
 			fmt.Fprintf(&b, "| %d | %d | %d |", r.key.clients, r.key.pipeline, r.requests)
 			for _, t := range cfg.Targets {
@@ -206,7 +229,7 @@ func Report(env Env, cfg Config, res Results) string {
 				}
 				fmt.Fprintf(&b, " %s |", fnum(v, "%.2f"))
 			}
-			fmt.Fprintf(&b, " %s | %s | %s |\n", fnum(r.tcpHA, "%.2f"), fnum(r.respTCP, "%.2f"), fnum(r.tcpDir, "%.2f"))
+			fmt.Fprintf(&b, " %s | %s | %s | %s |\n", fnum(r.tcpHA, "%.2f"), fnum(r.epollHA, "%.2f"), fnum(r.respTCP, "%.2f"), fnum(r.tcpDir, "%.2f"))
 		}
 		b.WriteString("\n" + tputVerdict(rows) + "\n")
 	}
@@ -214,7 +237,7 @@ func Report(env Env, cfg Config, res Results) string {
 	if len(res.Idle) > 0 {
 		b.WriteString("### Idle memory\n\n")
 		b.WriteString("N idle client connections through sentproxy, each having sent PING and read +PONG; the proxy's RSS (VmRSS) growth divided by N. HAProxy was not measured here. " +
-			"tcp mode holds 6 file descriptors per connection (two sockets, two splice pipes), resp mode 2, so under the RLIMIT_NOFILE hard limit tcp mode gets fewer connections.\n\n")
+			"tcp mode holds 6 file descriptors per connection (two sockets, two splice pipes), resp mode and the epoll engine 2, so under the RLIMIT_NOFILE hard limit tcp mode gets fewer connections.\n\n")
 		b.WriteString("| mode | connections | open time | RSS before | RSS after | bytes per connection |\n|---|---:|---:|---:|---:|---:|\n")
 		for _, r := range res.Idle {
 			fmt.Fprintf(&b, "| %s | %d | %s | %.1f MiB | %.1f MiB | %.0f |\n", r.Mode, r.Conns, ms(r.OpenTime),
