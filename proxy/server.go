@@ -44,8 +44,8 @@ type Config struct {
 	KeepAlive time.Duration
 	// IdleTimeout closes a connection after no byte moved either way for
 	// this long. Zero (the default) disables it: BLPOP and SUBSCRIBE
-	// connections are idle legitimately. Enabling it costs the splice fast
-	// path, because idleness must then be watched in user space.
+	// connections are idle legitimately. Enabling it costs the fast path of
+	// either engine, because idleness must then be watched in user space.
 	IdleTimeout time.Duration
 	// Engine moves ModeTCP bytes: EngineSplice (the default) or
 	// EngineEpoll. With an IdleTimeout, both copy through a buffer in

@@ -63,7 +63,7 @@ type ProxyFlags struct {
 	DialTimeout     time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
 	HoldTimeout     time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
 	KeepAlive       time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
-	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs the splice fast path."`
+	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs tcp mode's fast path (either engine): bytes are then copied through a buffer."`
 	MaxConnections  int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
 	DrainTimeout    time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
 }
