@@ -81,48 +81,53 @@ type loopPair struct {
 // runLoop moves the session's bytes in the Server's event loop and returns
 // when the session has ended. It reports false, having changed nothing,
 // when the connections cannot be handed over (the session was cut first,
-// or the descriptors could not be duplicated); the caller then runs the
-// goroutine copy, which finds cut connections closed.
+// or a descriptor could not be duplicated or watched); the caller then runs
+// the goroutine copy, which finds cut connections closed.
 func (ss *session) runLoop() bool {
 	ss.loopMu.Lock()
 	if ss.cutReason.Load() != nil {
 		ss.loopMu.Unlock()
 		return false
 	}
-	cfd, err := dupConn(ss.client)
+	p, err := ss.server.handOver(ss)
 	if err != nil {
 		ss.loopMu.Unlock()
-		ss.server.log.Debug("epoll engine: falling back to io.Copy", "err", err)
+		ss.server.log.Warn("epoll engine: copying this connection with io.Copy instead", "err", err)
 		return false
+	}
+	// Closing the Go connections takes the sockets out of Go's netpoller;
+	// the duplicates, already watched by the loop, keep them open.
+	ss.client.Close()
+	ss.up.Close()
+	ss.loop = p
+	ss.loopMu.Unlock()
+
+	<-p.done
+	ss.setReason(clientToMaster)
+	return true
+}
+
+// handOver duplicates the session's two descriptors and attaches them to
+// the loop; on error nothing is left open or watched.
+func (s *Server) handOver(ss *session) (*loopPair, error) {
+	cfd, err := dupConn(ss.client)
+	if err != nil {
+		return nil, err
 	}
 	ufd, err := dupConn(ss.up)
 	if err != nil {
 		unix.Close(cfd)
-		ss.loopMu.Unlock()
-		ss.server.log.Debug("epoll engine: falling back to io.Copy", "err", err)
-		return false
+		return nil, err
 	}
-	// Closing the Go connections removes the sockets from Go's netpoller;
-	// the duplicates keep them open.
-	ss.client.Close()
-	ss.up.Close()
 	p := &loopPair{ss: ss, done: make(chan struct{})}
 	p.client = loopEnd{pair: p, peer: &p.up, fd: cfd, dir: clientToMaster}
 	p.up = loopEnd{pair: p, peer: &p.client, fd: ufd, dir: masterToClient}
-	ss.loop = p
-	ss.loopMu.Unlock()
-
-	if err := ss.server.attach(p); err != nil {
-		ss.server.log.Warn("epoll engine: cannot watch connection", "err", err)
-		p.mu.Lock()
-		ss.markEnded(clientToMaster)
-		p.closeFDs(false)
-		p.mu.Unlock()
-		close(p.done)
+	if err := s.attach(p); err != nil {
+		unix.Close(cfd)
+		unix.Close(ufd)
+		return nil, err
 	}
-	<-p.done
-	ss.setReason(clientToMaster)
-	return true
+	return p, nil
 }
 
 func dupConn(c net.Conn) (int, error) {
@@ -199,6 +204,12 @@ func (s *Server) attach(p *loopPair) error {
 	err := el.watch(&p.client)
 	if err == nil {
 		err = el.watch(&p.up)
+	}
+	if err != nil {
+		// The loop may already hold an event for a watched end: closed
+		// makes it leave the pair alone while the caller closes the
+		// descriptors.
+		p.closed = true
 	}
 	p.mu.Unlock()
 	if err != nil {

@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+// Engines of a ModeTCP route.
+const (
+	// EngineSplice copies ModeTCP bytes with io.Copy between the raw
+	// *net.TCPConns (splice(2)), two goroutines per connection.
+	EngineSplice = "splice"
+	// EngineEpoll copies them in one level-triggered epoll loop per route
+	// (Linux only): fewer system calls and wake-ups per message.
+	EngineEpoll = "epoll"
+)
+
 // session is one proxied client: the client leg, the master leg, and the
 // address the master leg was dialled to.
 type session struct {

@@ -23,16 +23,6 @@ const (
 	ModeRESP = "resp"
 )
 
-// Engines of a ModeTCP route.
-const (
-	// EngineSplice copies ModeTCP bytes with io.Copy between the raw
-	// *net.TCPConns (splice(2)), two goroutines per connection.
-	EngineSplice = "splice"
-	// EngineEpoll copies them in one level-triggered epoll loop per route
-	// (Linux only): fewer system calls and wake-ups per message.
-	EngineEpoll = "epoll"
-)
-
 const (
 	respReadBuf = 64 << 10
 	// respMinBuf is where both read buffers of a connection start: an idle

@@ -121,7 +121,7 @@ func New(cfg Config) *Server {
 	if cfg.Mode == "" {
 		cfg.Mode = ModeTCP
 	}
-	if cfg.Engine == "" || !EngineEpollSupported {
+	if cfg.Engine != EngineEpoll || !EngineEpollSupported {
 		cfg.Engine = EngineSplice
 	}
 	if cfg.MaxClientBuffer <= 0 {
@@ -322,7 +322,10 @@ func (s *Server) handle(client net.Conn) {
 	switch {
 	case s.cfg.Mode == ModeRESP:
 		ss.runRESP()
-	case s.cfg.Engine == EngineEpoll && s.cfg.IdleTimeout <= 0 && ss.runLoop():
+	case s.cfg.Engine == EngineEpoll && s.cfg.IdleTimeout <= 0:
+		if !ss.runLoop() {
+			ss.run()
+		}
 	default:
 		ss.run()
 	}
