@@ -215,4 +215,10 @@ func TestParseFlags(t *testing.T) {
 	if o.cfg.Runs != 1 || o.cfg.Clients != 4 || strings.Join(o.cfg.Contenders, ",") != "tcp,goredis" {
 		t.Errorf("got %+v", o.cfg)
 	}
+	if o.keep {
+		t.Error("scratch directory kept without -keep")
+	}
+	if o, err := parseFlags([]string{"-keep"}); err != nil || !o.keep {
+		t.Errorf("-keep: got keep=%v, %v", o.keep, err)
+	}
 }

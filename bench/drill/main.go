@@ -68,6 +68,7 @@ type options struct {
 	img     string
 	raw     string
 	fromRaw string
+	keep    bool // keep the scratch directory, to read the processes' logs afterwards
 }
 
 func parseFlags(args []string) (options, error) {
@@ -83,12 +84,13 @@ func parseFlags(args []string) (options, error) {
 	raw := fs.String("raw", "", "optional JSON file to dump every record of every run into")
 	fromRaw := fs.String("from-raw", "", "run nothing: rebuild the report and pictures from a -raw dump of an earlier run (give the same -clients, -rate, -down-after, -quick)")
 	quick := fs.Bool("quick", false, "smoke run: 1 run, short phases, 4 clients unless -clients is given")
+	keep := fs.Bool("keep", false, "keep the scratch directory (every process's config and log, sentproxy's included) and print where it is")
 	set, err := lab.ParseFlags(fs, args)
 	if err != nil {
 		return options{}, err
 	}
 
-	o := options{results: *results, img: *img, raw: *raw, fromRaw: *fromRaw}
+	o := options{results: *results, img: *img, raw: *raw, fromRaw: *fromRaw, keep: *keep}
 	c := &o.cfg
 	if c.Scenarios, err = lab.PickList("scenarios", *scenarios, allScenarios); err != nil {
 		return o, err
@@ -143,7 +145,11 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if o.keep {
+		defer log.Info("scratch directory kept", "dir", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	cfg.Dir = dir
 
 	env := environment(ctx, root, args)
