@@ -18,14 +18,14 @@ const EngineEpollSupported = true
 // The epoll engine moves tcp-mode bytes in one event loop per Server
 // instead of two goroutines per connection.
 //
-// Why it exists: with io.Copy each message costs three system calls per
-// direction (splice in, splice out, and the splice that returns EAGAIN
-// before the goroutine parks, because Go's netpoller forgets readiness
-// when it parks), plus a goroutine wake-up through the runtime. A
-// level-triggered loop reads once per readiness event and writes once:
-// two calls per message per direction, the same as HAProxy, and a batch
-// of events per epoll_wait under load. Both halves of that cost showed in
-// bench/syscalls and bench/run.sh; see bench/RESULTS.md.
+// Why it exists: with io.Copy each message costs three system calls
+// (splice in, splice out, and the splice that returns EAGAIN before the
+// goroutine parks, because Go's netpoller forgets readiness when it
+// parks), plus a goroutine wake-up through the runtime. A level-triggered
+// loop reads once per readiness event and writes at once: two calls per
+// message, as HAProxy makes, and a batch of events per epoll_wait under
+// load. bench/syscalls and bench/run.sh measure both; see
+// bench/RESULTS.md.
 //
 // Ownership: the loop dups each connection's descriptor and closes the
 // *net.TCPConn, which takes the socket out of Go's netpoller; from then on
