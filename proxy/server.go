@@ -156,6 +156,18 @@ func (s *Server) Master() string {
 	return s.master
 }
 
+// Mode is the route's mode, ModeTCP or ModeRESP.
+func (s *Server) Mode() string { return s.cfg.Mode }
+
+// Engine is the engine that moves the bytes of a ModeTCP route (with an
+// idle timeout, both copy through a buffer), "" in ModeRESP.
+func (s *Server) Engine() string {
+	if s.cfg.Mode != ModeTCP {
+		return ""
+	}
+	return s.cfg.Engine
+}
+
 // Buffered is the bytes of commands awaiting replies that resp-mode
 // clients hold in memory now.
 func (s *Server) Buffered() int64 { return s.buffered.Load() }

@@ -156,7 +156,7 @@ func (a *app) run(ctx context.Context) error {
 				errc <- fmt.Errorf("route %q: %w", r.name, err)
 			}
 		}()
-		a.log.Info("listening", "route", r.name, "address", r.ln.Addr().String())
+		a.log.Info("listening", "route", r.name, "address", r.ln.Addr().String(), "mode", r.server.Mode(), "engine", r.server.Engine())
 	}
 	if a.web != nil {
 		wg.Add(1)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +69,13 @@ func TestFailoverBySigkill(t *testing.T) {
 	h := startHarness(t, topo, nil)
 	old := topo.Master.Addr
 	h.waitRouted(old, 10*time.Second)
+	// The start-up log says which engine moves the bytes, so that an
+	// operator (and this run of the tests) can tell.
+	engine := cmp.Or(os.Getenv("SENTPROXY_PROXY_ENGINE"), "splice")
+	eventually(t, "listening logged with engine="+engine, 5*time.Second, func() bool {
+		logs := h.logBuf.String()
+		return strings.Contains(logs, "msg=listening") && strings.Contains(logs, "engine="+engine)
+	})
 	w := startWriters(t, h.addr, 4)
 	eventually(t, "writes flowing", 5*time.Second, func() bool { ok, _ := w.summary(); return ok > 20 })
 
