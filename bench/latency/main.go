@@ -42,11 +42,12 @@ import (
 
 // allTargets is the measured targets in their first-round order; direct
 // is the baseline the others are compared with.
-var allTargets = []string{"direct", "tcp", "resp", "haproxy"}
+// epoll is sentproxy in tcp mode with --proxy.engine=epoll.
+var allTargets = []string{"direct", "tcp", "epoll", "resp", "haproxy"}
 
 // proxies are the targets whose added latency and CPU are reported; the
 // "-1p" ones (sentproxy with GOMAXPROCS=1) only with -one-p.
-var proxies = []string{"tcp", "resp", "haproxy", "tcp-1p", "resp-1p"}
+var proxies = []string{"tcp", "epoll", "resp", "haproxy", "tcp-1p", "resp-1p"}
 
 // warmup runs before each measurement and is not recorded.
 const warmup = time.Second

@@ -160,6 +160,8 @@ func targetLabel(t string) string {
 		return "direct (Redis)"
 	case "tcp":
 		return "sentproxy tcp"
+	case "epoll":
+		return "sentproxy tcp, epoll engine"
 	case "resp":
 		return "sentproxy resp"
 	case "haproxy":
@@ -199,7 +201,7 @@ func Report(env lab.Env, cfg Config, runs []Run) string {
 		"the connection sends at the first slot not yet past and counts the slots it skipped. "+
 		"A request's latency runs from just before its `write` to the moment its whole reply has been read (Go's monotonic clock); every sample is kept and percentiles are nearest-rank. "+
 		"Each measurement opens fresh connections, runs a %s warm-up that is not recorded, then records %s. "+
-		"%d round(s); in each round, for each rate, the four targets run one after the other in an order rotated by one each round. "+
+		"%d round(s); in each round, for each rate, the targets run one after the other in an order rotated by one each round. "+
 		"Added latency is a proxy's percentile minus direct's, in the same round and at the same rate; tables show the median over rounds with the range in parentheses. "+
 		"CPU µs/req is the target process's utime+stime from /proc/PID/stat (10 ms ticks) over the recorded window divided by the requests recorded (for direct: redis-server's own). "+
 		"Machine busy is the share of all CPUs' time that was not idle over the window (/proc/stat), the generator and anything else on the machine included.\n\n",
