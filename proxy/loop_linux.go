@@ -130,6 +130,10 @@ func (s *Server) handOver(ss *session) (*loopPair, error) {
 	return p, nil
 }
 
+// dupFD duplicates a descriptor, close-on-exec; a variable so that a test
+// can make it fail.
+var dupFD = func(fd uintptr) (int, error) { return unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }
+
 func dupConn(c net.Conn) (int, error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -142,7 +146,7 @@ func dupConn(c net.Conn) (int, error) {
 	nfd := -1
 	var derr error
 	if err := rc.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		nfd, derr = dupFD(fd)
 	}); err != nil {
 		return -1, fmt.Errorf("proxy: raw connection: %w", err)
 	}

@@ -8,8 +8,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // loopLive is how many sessions the epoll loop serves; -1 when none runs.
@@ -136,4 +140,35 @@ func TestEpollEngineSwitchDuringTransfer(t *testing.T) {
 	if newM.accepted.Load() != 1 {
 		t.Fatalf("new master accepted %d connections; want 1", newM.accepted.Load())
 	}
+}
+
+// When the sockets cannot be handed to the loop (here: duplicating the
+// master's descriptor fails, as it would at the descriptor limit), the
+// connection is copied with io.Copy instead, and nothing is left open or
+// watched.
+func TestEpollEngineFallsBackToCopy(t *testing.T) {
+	var calls atomic.Int32
+	orig := dupFD
+	dupFD = func(fd uintptr) (int, error) {
+		if calls.Add(1) == 2 { // the master's leg; the client's was duplicated
+			return -1, unix.EMFILE
+		}
+		return orig(fd)
+	}
+	t.Cleanup(func() { dupFD = orig })
+
+	b := newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "*1\r\n$4\r\nPING\r\n")
+	roundTrip(t, c, strings.Repeat("y", 1<<20))
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("dup called %d times; want 2", n)
+	}
+	if got := s.loopLive(); got != -1 {
+		t.Fatalf("a loop serves %d sessions; want none (the connection fell back to io.Copy)", got)
+	}
+	c.Close()
+	eventually(t, "close recorded", time.Second, func() bool { return rec.closedFor(ReasonClient) == 1 })
 }
