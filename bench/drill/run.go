@@ -347,11 +347,7 @@ func startContenders(ctx context.Context, cfg Config, dir string, topo *redispro
 	for _, c := range cfg.Contenders {
 		switch c {
 		case "tcp", "epoll", "resp":
-			o := lab.ProxyOptions{Bin: cfg.Bin, Dir: dir, Mode: c, Name: c, Sentinels: topo.SentinelAddrs(), MasterName: masterName}
-			if c == "epoll" {
-				o.Mode, o.Extra = "tcp", []string{"--proxy.engine=epoll"}
-			}
-			sp, err := lab.StartSentproxy(ctx, o)
+			sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: dir, Mode: c, Sentinels: topo.SentinelAddrs(), MasterName: masterName})
 			if err != nil {
 				return nil, closeAll, fmt.Errorf("drill: start sentproxy %s: %w", c, err)
 			}

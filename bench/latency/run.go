@@ -75,9 +75,6 @@ func Measure(ctx context.Context, cfg Config) ([]Run, error) {
 		switch t {
 		case "tcp", "epoll", "resp", "tcp-1p", "resp-1p":
 			o := lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: t, Name: t, Sentinels: topo.SentinelAddrs()}
-			if t == "epoll" {
-				o.Mode, o.Extra = "tcp", []string{"--proxy.engine=epoll"}
-			}
 			if mode, ok := strings.CutSuffix(t, "-1p"); ok {
 				// One P: the thread that polls runs the goroutine it woke
 				// instead of waking another thread for it.

@@ -100,7 +100,8 @@ func Throughput(ctx context.Context, cfg Config) ([]TputRun, error) {
 	for _, t := range cfg.Targets {
 		switch t {
 		case "tcp", "epoll", "resp":
-			sp, err := lab.StartSentproxy(ctx, sentproxyOptions(cfg, tdir, t, topo.SentinelAddrs()))
+			sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: t, Sentinels: topo.SentinelAddrs(),
+				Extra: []string{"--proxy.max-connections=0"}})
 			if err != nil {
 				return nil, err
 			}
@@ -409,7 +410,8 @@ func IdleAndCutover(ctx context.Context, cfg Config, mode string) (IdleResult, e
 		return res, err
 	}
 	defer topo.Close()
-	sp, err := lab.StartSentproxy(ctx, sentproxyOptions(cfg, tdir, mode, topo.SentinelAddrs()))
+	sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: cfg.Bin, Dir: tdir, Mode: mode, Sentinels: topo.SentinelAddrs(),
+		Extra: []string{"--proxy.max-connections=0"}})
 	if err != nil {
 		return res, err
 	}
@@ -564,18 +566,6 @@ func fdsPerConn(mode string) int {
 		return 6
 	}
 	return 2
-}
-
-// sentproxyOptions starts the sentproxy behind a target or mode: "tcp" and
-// "resp" are the modes, "epoll" is tcp mode with --proxy.engine=epoll.
-func sentproxyOptions(cfg Config, dir, target string, sentinels []string) lab.ProxyOptions {
-	o := lab.ProxyOptions{Bin: cfg.Bin, Dir: dir, Mode: target, Name: target, Sentinels: sentinels,
-		Extra: []string{"--proxy.max-connections=0"}}
-	if target == "epoll" {
-		o.Mode = "tcp"
-		o.Extra = append(o.Extra, "--proxy.engine=epoll")
-	}
-	return o
 }
 
 // idleConns caps the asked connection count so the proxy stays under the

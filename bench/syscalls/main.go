@@ -126,13 +126,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	defer topo.Close()
 	var targets []target
-	for _, v := range []struct{ name, mode, engine string }{
-		{"sentproxy tcp", "tcp", "splice"},
-		{"sentproxy tcp epoll", "tcp", "epoll"},
-		{"sentproxy resp", "resp", "splice"},
+	for _, v := range []struct{ name, mode string }{
+		{"sentproxy tcp", "tcp"},
+		{"sentproxy tcp epoll", "epoll"},
+		{"sentproxy resp", "resp"},
 	} {
-		sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: bin, Dir: dir, Mode: v.mode, Name: strings.ReplaceAll(v.name, " ", "-"),
-			Sentinels: topo.SentinelAddrs(), Extra: []string{"--proxy.engine=" + v.engine}})
+		sp, err := lab.StartSentproxy(ctx, lab.ProxyOptions{Bin: bin, Dir: dir, Mode: v.mode, Sentinels: topo.SentinelAddrs()})
 		if err != nil {
 			return err
 		}

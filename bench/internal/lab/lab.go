@@ -135,7 +135,7 @@ func start(name, logPath string, argv []string, env ...string) (*Process, error)
 type ProxyOptions struct {
 	Bin        string   // sentproxy binary; required
 	Dir        string   // where its log goes; required
-	Mode       string   // "tcp" or "resp"
+	Mode       string   // "tcp", "resp", or "epoll": tcp mode with --proxy.engine=epoll
 	Sentinels  []string // Sentinel addresses; required
 	MasterName string   // default "mymaster"
 	Extra      []string // more flags, e.g. "--proxy.max-connections=0"
@@ -168,10 +168,15 @@ func StartSentproxy(ctx context.Context, o ProxyOptions) (*Sentproxy, error) {
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pport))
 	web := net.JoinHostPort("127.0.0.1", strconv.Itoa(wport))
+	mode, engine := o.Mode, "splice"
+	if mode == "epoll" {
+		mode, engine = "tcp", "epoll"
+	}
 	argv := append([]string{o.Bin, "run",
 		"--sentinel.addrs=" + strings.Join(o.Sentinels, ","),
 		"--sentinel.master-name=" + o.MasterName,
-		"--proxy.mode=" + o.Mode,
+		"--proxy.mode=" + mode,
+		"--proxy.engine=" + engine,
 		"--proxy.listen-address=" + addr,
 		"--web.listen-address=" + web,
 		"--log.level=warn",
