@@ -75,6 +75,9 @@ func TestEpollEngineBackpressureKeepsEveryByte(t *testing.T) {
 	}()
 	// Let the writer run into the full buffers before reading.
 	eventually(t, "master received some bytes", 5*time.Second, func() bool { return b.received.Load() > 0 })
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1 (else this tests io.Copy)", got)
+	}
 	got, err := io.ReadAll(c)
 	if err != nil {
 		t.Fatalf("read: %v", err)
@@ -117,6 +120,9 @@ func TestEpollEngineSwitchDuringTransfer(t *testing.T) {
 		}
 	}()
 	eventually(t, "transfer under way", 5*time.Second, func() bool { return oldM.received.Load() > 1<<20 })
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1 (else this tests io.Copy)", got)
+	}
 
 	s.SetMaster(newM.addr())
 	<-writing // the client's writes fail once its leg is gone
