@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -16,14 +17,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loopLive is how many sessions the epoll loop serves; -1 when none runs.
+// loopLive is how many sessions the epoll loops serve; -1 when none runs.
 func (s *Server) loopLive() int {
+	n := -1
+	for _, live := range s.loopsLive() {
+		if live >= 0 {
+			n = max(n, 0) + live
+		}
+	}
+	return n
+}
+
+// loopsLive is how many sessions each epoll loop slot serves, -1 for a
+// loop not running.
+func (s *Server) loopsLive() []int {
 	s.loopMu.Lock()
 	defer s.loopMu.Unlock()
-	if s.loop == nil {
-		return -1
+	var out []int
+	for _, el := range s.loops {
+		if el == nil {
+			out = append(out, -1)
+		} else {
+			out = append(out, el.live)
+		}
 	}
-	return s.loop.live
+	return out
 }
 
 // The epoll engine carries the connections (it is not silently falling
@@ -53,6 +71,45 @@ func TestEpollEngineRunsAndReleasesLoop(t *testing.T) {
 	if got := s.loopLive(); got != 1 {
 		t.Fatalf("epoll loop serves %d sessions; want 1", got)
 	}
+}
+
+// Connections are spread over the route's loops, fewest sessions first; a
+// switch closes the sessions of every loop, and each loop is released.
+func TestEpollEngineSpreadsOverLoops(t *testing.T) {
+	oldM, newM := newBackend(t, "echo"), newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll, EventLoops: 3})
+	s.SetMaster(oldM.addr())
+	var cs []net.Conn
+	for range 7 {
+		c := dial(t, addr)
+		roundTrip(t, c, "*1\r\n$4\r\nPING\r\n")
+		cs = append(cs, c)
+	}
+	if got := fmt.Sprint(s.loopsLive()); got != "[3 2 2]" {
+		t.Fatalf("sessions per loop %s; want [3 2 2]", got)
+	}
+	// Each connection still reaches its own master connection.
+	for i, c := range cs {
+		roundTrip(t, c, fmt.Sprintf("conn %d", i))
+	}
+
+	s.SetMaster(newM.addr())
+	if got := s.loopLive(); got > 0 {
+		t.Fatalf("loops still serve %d sessions after the switch", got)
+	}
+	for i, c := range cs {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("connection %d: read after the switch gave %v; want the connection closed", i, err)
+		}
+	}
+	eventually(t, "7 master_switch closes", time.Second, func() bool { return rec.closedFor(ReasonMasterSwitch) == 7 })
+	eventually(t, "every loop released", 2*time.Second, func() bool { return fmt.Sprint(s.loopsLive()) == "[-1 -1 -1]" })
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // A client that writes a lot before it reads anything fills both sockets'

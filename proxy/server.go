@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,13 @@ type Config struct {
 	// EngineEpoll. With an IdleTimeout, both copy through a buffer in
 	// user space instead.
 	Engine string
+	// EventLoops is how many epoll loops (each one goroutine, so at most
+	// one CPU) may serve the route with EngineEpoll; a new connection goes
+	// to the loop with the fewest. Zero means 1, negative one per CPU
+	// (GOMAXPROCS). More loops cost more CPU per request (fewer events per
+	// epoll_wait, more wake-ups), so they pay only once one loop fills a
+	// CPU.
+	EventLoops int
 	// MaxConnections caps concurrent client connections, held ones
 	// included. Zero means no cap.
 	MaxConnections int
@@ -102,9 +110,10 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	closing   bool
 
-	// loop is the epoll engine's event loop while any connection uses it.
+	// loops are the epoll engine's event loops, Config.EventLoops slots,
+	// each nil while no connection uses it.
 	loopMu sync.Mutex
-	loop   *eventLoop
+	loops  []*eventLoop
 }
 
 // New returns a Server with no master: clients are held until SetMaster.
@@ -124,6 +133,12 @@ func New(cfg Config) *Server {
 	if cfg.Engine != EngineEpoll || !EngineEpollSupported {
 		cfg.Engine = EngineSplice
 	}
+	switch {
+	case cfg.EventLoops == 0:
+		cfg.EventLoops = 1
+	case cfg.EventLoops < 0:
+		cfg.EventLoops = runtime.GOMAXPROCS(0)
+	}
 	if cfg.MaxClientBuffer <= 0 {
 		cfg.MaxClientBuffer = defaultMaxClientBuffer
 	}
@@ -138,6 +153,9 @@ func New(cfg Config) *Server {
 		changed:   make(chan struct{}),
 		sessions:  map[*session]struct{}{},
 		listeners: map[net.Listener]struct{}{},
+	}
+	if cfg.Mode == ModeTCP && cfg.Engine == EngineEpoll {
+		s.loops = make([]*eventLoop, cfg.EventLoops)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -48,6 +48,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"route with an unknown mode", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1/http"}, "mode must be tcp or resp"},
 		{"unknown mode", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.mode=http"}, "--proxy.mode"},
 		{"unknown engine", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.engine=uring"}, "--proxy.engine"},
+		{"negative event loops", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.engine=epoll", "--proxy.event-loops=-1"}, "--proxy.event-loops"},
 		{"buffer limits the wrong way round", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.max-client-buffer=4096", "--proxy.max-buffer=2048"}, "max-buffer"},
 		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
 		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},

@@ -31,6 +31,13 @@ func (c *RunCmd) Validate() error {
 	if c.Proxy.Engine == proxy.EngineEpoll && !proxy.EngineEpollSupported {
 		return fmt.Errorf("--proxy.engine=epoll: needs Linux; use --proxy.engine=splice here")
 	}
+	eventLoops := c.Proxy.EventLoops
+	switch {
+	case eventLoops < 0:
+		return fmt.Errorf("--proxy.event-loops=%d: must be 0 (one per CPU) or more", eventLoops)
+	case eventLoops == 0:
+		eventLoops = -1 // proxy.Config's "one per CPU"
+	}
 	dcfg, err := discoveryConfig(c.Sentinel, c.Master)
 	if err != nil {
 		return err
@@ -41,6 +48,7 @@ func (c *RunCmd) Validate() error {
 		proxy: proxy.Config{
 			Mode:            c.Proxy.Mode,
 			Engine:          c.Proxy.Engine,
+			EventLoops:      eventLoops,
 			MaxClientBuffer: c.Proxy.MaxClientBuffer,
 			MaxBuffer:       c.Proxy.MaxBuffer,
 			DialTimeout:     c.Proxy.DialTimeout,
