@@ -140,6 +140,10 @@ func (s *Server) handOver(ss *session) (*loopPair, error) {
 // can make it fail.
 var dupFD = func(fd uintptr) (int, error) { return unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }
 
+// epollCtl is unix.EpollCtl for the connections' descriptors; a variable
+// so that a test can make it fail.
+var epollCtl = unix.EpollCtl
+
 func dupConn(c net.Conn) (int, error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -508,7 +512,7 @@ func (el *eventLoop) watch(e *loopEnd) error {
 	}
 	ev := unix.EpollEvent{Events: want}
 	setEventID(&ev, e.id)
-	if err := unix.EpollCtl(el.ep, op, e.fd, &ev); err != nil {
+	if err := epollCtl(el.ep, op, e.fd, &ev); err != nil {
 		return fmt.Errorf("proxy: epoll_ctl: %w", err)
 	}
 	e.events = want

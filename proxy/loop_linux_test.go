@@ -235,3 +235,39 @@ func TestEpollEngineFallsBackToCopy(t *testing.T) {
 	c.Close()
 	eventually(t, "close recorded", time.Second, func() bool { return rec.closedFor(ReasonClient) == 1 })
 }
+
+// When the loop cannot watch the master's descriptor (epoll_ctl fails after
+// the client's was added), the pair is taken out of the loop again, the
+// loop is released, and the connection is copied with io.Copy instead.
+func TestEpollEngineFallsBackWhenWatchFails(t *testing.T) {
+	var adds atomic.Int32
+	orig := epollCtl
+	epollCtl = func(ep, op, fd int, ev *unix.EpollEvent) error {
+		if op == unix.EPOLL_CTL_ADD && adds.Add(1) == 2 {
+			return unix.ENOSPC // as at fs.epoll.max_user_watches
+		}
+		return orig(ep, op, fd, ev)
+	}
+	t.Cleanup(func() { epollCtl = orig })
+
+	b := newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "*1\r\n$4\r\nPING\r\n")
+	roundTrip(t, c, strings.Repeat("z", 1<<20))
+	if n := adds.Load(); n != 2 {
+		t.Fatalf("epoll_ctl ADD called %d times; want 2", n)
+	}
+	eventually(t, "loop released", 2*time.Second, func() bool { return s.loopLive() == -1 })
+
+	// The loop that is started next watches normally.
+	c2 := dial(t, addr)
+	roundTrip(t, c2, "next")
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1", got)
+	}
+	c.Close()
+	c2.Close()
+	eventually(t, "2 client closes", 2*time.Second, func() bool { return rec.closedFor(ReasonClient) == 2 })
+}
