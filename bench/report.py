@@ -362,14 +362,14 @@ that writes to `$TMPDIR/sentproxy-bench-quick.md`, not here.
 Targets: **direct** = redis-server itself; **tcp** = sentproxy with
 `--proxy.mode=tcp` and the default `--proxy.engine=splice` (io.Copy, which
 splices bytes); **epoll** = a second sentproxy process in tcp mode with
-`--proxy.engine=epoll` (one event loop, read and write); **resp** = a third sentproxy process with
+`--proxy.engine=epoll` (one event loop, the default `--proxy.event-loops=1`; read and write); **resp** = a third sentproxy process with
 `--proxy.mode=resp` (frames commands and replies, forwards the raw bytes), on
 its own ports and following the same Sentinel; **haproxy** = HAProxy `mode tcp`,
 one thread, pointed straight at the master.
 
 Method: each round measures three configurations — c={main_clients} P=1 and
 c={main_clients} P=16 on all five targets, then c={configs[-1][0]} P=1 ("moderate load") on
-direct, tcp and resp. Within a configuration the targets run back to back, in
+direct, tcp, epoll and resp. Within a configuration the targets run back to back, in
 an order rotated by one each round, so that drift hits all targets alike and
 in-round comparisons are between neighbours. One redis-benchmark invocation runs
 SET then GET with `-n` requests each. Latencies are redis-benchmark's p50/p99.

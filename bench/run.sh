@@ -8,7 +8,7 @@
 # ports, then for ROUNDS rounds runs redis-benchmark against every target:
 #   - CLIENTS (50) clients, pipeline 1:  direct, tcp, epoll, resp, haproxy
 #   - CLIENTS (50) clients, pipeline 16: direct, tcp, epoll, resp, haproxy
-#   - CLIENTS_LOW (10) clients, pipeline 1 ("moderate load"): direct, tcp, resp
+#   - CLIENTS_LOW (10) clients, pipeline 1 ("moderate load"): direct, tcp, epoll, resp
 # Within a round the measurements of one configuration run back to back, in a
 # target order rotated each round, so that drift on a shared machine hits all
 # targets alike and in-round ratios compare neighbours. It also reads each
@@ -60,7 +60,7 @@ targets=(direct tcp epoll resp haproxy)
 cfg_clients=("$CLIENTS" "$CLIENTS" "$CLIENTS_LOW")
 cfg_pipes=(1 16 1)
 cfg_requests=("$REQUESTS_P1" "$REQUESTS_P16" "$REQUESTS_LOW")
-cfg_targets=("direct tcp epoll resp haproxy" "direct tcp epoll resp haproxy" "direct tcp resp")
+cfg_targets=("direct tcp epoll resp haproxy" "direct tcp epoll resp haproxy" "direct tcp epoll resp")
 
 # --- dependencies -----------------------------------------------------------
 need=()
