@@ -21,11 +21,13 @@
 //     splice(2); connections are never wrapped. Byte counts come from
 //     io.Copy's return values when a connection ends.
 //   - In ModeTCP with EngineEpoll (Linux) the sockets leave Go's netpoller
-//     and one level-triggered epoll loop per Server reads each message once
-//     and writes it at once, keeping bytes only while the other side's
-//     socket is full. A cut closes both descriptors from the cutting
+//     and a level-triggered epoll loop (Config.EventLoops per Server, one
+//     by default) reads each message once and writes it at once, keeping
+//     bytes only while the other side's socket is full. The loop's own
+//     epoll descriptor is watched by Go's netpoller, so an idle loop parks
+//     like any goroutine. A cut closes both descriptors from the cutting
 //     goroutine under the connection's lock, so the invariant above holds
-//     for both engines; the loop's goroutine exits when it serves no
+//     for both engines; a loop's goroutine exits when it serves no
 //     connection.
 //   - In ModeRESP commands and replies are framed (internal/resp) and
 //     forwarded as read, never re-encoded; a malformed command gets the
