@@ -16,9 +16,8 @@ import (
 // EngineEpollSupported reports whether EngineEpoll can run here.
 const EngineEpollSupported = true
 
-// The epoll engine moves tcp-mode bytes in a few event loops per Server
-// (Config.EventLoops, one per CPU by default) instead of two goroutines
-// per connection.
+// The epoll engine moves tcp-mode bytes in event loops, one per Server by
+// default (Config.EventLoops), instead of two goroutines per connection.
 //
 // Why it exists: with io.Copy each message costs three system calls
 // (splice in, splice out, and the splice that returns EAGAIN before the
@@ -48,11 +47,16 @@ const wakeID = 0
 type eventLoop struct {
 	s    *Server
 	slot int // index in s.loops
-	ep   int
-	epf  *os.File // ep, watched by Go's netpoller; closing it closes ep
-	rc   syscall.RawConn
-	wake int // eventfd, to make the loop look at live again
-	buf  []byte
+	ep   int // the connections' descriptors and wake
+	// park is a second epoll descriptor, watched by Go's netpoller, that
+	// holds ep only while armed: the loop parks on it when ep has nothing.
+	park   *os.File
+	parkfd int
+	rc     syscall.RawConn // park's
+	armed  bool
+	busy   int // polls in a row that found events
+	wake   int // eventfd, to make the loop look at live again
+	buf    []byte
 
 	mu     sync.Mutex // guards ends and nextID
 	ends   map[uint64]*loopEnd
@@ -143,6 +147,10 @@ var dupFD = func(fd uintptr) (int, error) { return unix.FcntlInt(fd, unix.F_DUPF
 // epollCtl is unix.EpollCtl for the connections' descriptors; a variable
 // so that a test can make it fail.
 var epollCtl = unix.EpollCtl
+
+// armCtl adds ep to and removes it from park; a variable so that tests can
+// make it fail.
+var armCtl = unix.EpollCtl
 
 func dupConn(c net.Conn) (int, error) {
 	tc, ok := c.(*net.TCPConn)
@@ -276,30 +284,39 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: epoll_create1: %w", err)
 	}
-	// Non-blocking, so that os.NewFile hands it to the netpoller.
-	if err := unix.SetNonblock(ep, true); err != nil {
+	pk, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
 		unix.Close(ep)
+		return nil, fmt.Errorf("proxy: epoll_create1: %w", err)
+	}
+	// Non-blocking, so that os.NewFile hands it to the netpoller.
+	if err := unix.SetNonblock(pk, true); err != nil {
+		unix.Close(ep)
+		unix.Close(pk)
 		return nil, fmt.Errorf("proxy: epoll descriptor: %w", err)
 	}
-	epf := os.NewFile(uintptr(ep), "epoll")
-	rc, err := epf.SyscallConn()
+	park := os.NewFile(uintptr(pk), "epoll")
+	rc, err := park.SyscallConn()
 	if err != nil {
-		epf.Close()
+		unix.Close(ep)
+		park.Close()
 		return nil, fmt.Errorf("proxy: epoll descriptor: %w", err)
 	}
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		epf.Close()
+		unix.Close(ep)
+		park.Close()
 		return nil, fmt.Errorf("proxy: eventfd: %w", err)
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	setEventID(&ev, wakeID)
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		unix.Close(wake)
-		epf.Close()
+		unix.Close(ep)
+		park.Close()
 		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
 	}
-	return &eventLoop{s: s, slot: slot, ep: ep, epf: epf, rc: rc, wake: wake, buf: make([]byte, loopBufSize), ends: map[uint64]*loopEnd{}}, nil
+	return &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake, buf: make([]byte, loopBufSize), ends: map[uint64]*loopEnd{}}, nil
 }
 
 func (el *eventLoop) forget(p *loopPair) {
@@ -344,38 +361,84 @@ func (el *eventLoop) run() {
 	}
 }
 
-// wait returns at least one event. The loop never blocks in a system
-// call: its epoll descriptor is itself watched by Go's netpoller, so when
-// nothing is ready the goroutine parks like any other and its P serves
-// other goroutines. A loop blocked in epoll_wait instead had its P taken
-// and handed back by the runtime, with sysmon waking every 20 µs to do it:
-// 16 % of the proxy's CPU samples were sysmon's under redis-benchmark
-// -c 50 GET (perf record), and CPU per request fell about 6 % without it.
+// disarmAfter is how many waits in a row must find events without parking
+// before the loop takes ep out of park; a variable for tests.
+var disarmAfter = 16
+
+// wait returns at least one event. It polls ep without blocking; when that
+// finds nothing, the loop parks on Go's netpoller like any goroutine,
+// through park, which holds ep. It blocks in a system call only when ep
+// cannot be added to park (block).
+//
+// Why two descriptors: a loop blocked in epoll_wait had its P taken and
+// handed back by the runtime, with sysmon waking every 20 µs to do it
+// (16 % of the proxy's CPU samples under redis-benchmark -c 50 GET). But
+// while ep is watched by the netpoller, every new event in it also wakes
+// the runtime's idle thread blocked in the netpoller's own epoll_wait,
+// though the loop, busy, will read the event itself: at 1,000 clients that
+// was 0.6 context switches and 0.8 epoll_pwait calls per request. So ep
+// is in park only while the loop may park: it is added before the loop
+// parks and taken out once disarmAfter waits in a row found events
+// without parking.
 func (el *eventLoop) wait(evs []unix.EpollEvent) int {
-	n := 0
-	var werr syscall.Errno
-	err := el.rc.Read(func(ep uintptr) bool {
-		r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep,
-			uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
-		switch {
-		case errno == 0 && r > 0:
-			n = int(r)
-			return true
-		case errno != 0 && errno != unix.EINTR:
-			werr = errno
-			return true
+	for !el.armed {
+		n := el.poll(evs)
+		if n > 0 {
+			return n
 		}
-		return false // nothing ready: park until the epoll descriptor is
-	})
-	if err == nil && werr != 0 {
-		err = werr
+		ev := unix.EpollEvent{Events: unix.EPOLLIN}
+		if err := armCtl(el.parkfd, unix.EPOLL_CTL_ADD, el.ep, &ev); err != nil {
+			return el.block(evs)
+		}
+		el.armed = true // and poll again below: an event may have come first
 	}
-	if err != nil {
-		// Only a closed or invalid descriptor fails here, which is a bug:
-		// a loop that cannot wait would spin.
-		panic(fmt.Sprintf("proxy: epoll_wait: %v", err))
+	n, calls := 0, 0
+	if err := el.rc.Read(func(uintptr) bool {
+		calls++
+		n = el.poll(evs)
+		return n > 0
+	}); err != nil {
+		panic(fmt.Sprintf("proxy: waiting on the epoll descriptor: %v", err))
+	}
+	if calls > 1 {
+		el.busy = 0 // it parked
+	} else if el.busy++; el.busy >= disarmAfter {
+		if armCtl(el.parkfd, unix.EPOLL_CTL_DEL, el.ep, nil) == nil {
+			el.armed, el.busy = false, 0
+		}
 	}
 	return n
+}
+
+// poll is epoll_pwait on ep with a zero timeout.
+func (el *eventLoop) poll(evs []unix.EpollEvent) int {
+	r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(el.ep),
+		uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+	switch errno {
+	case 0:
+		return int(r)
+	case unix.EINTR:
+		return 0
+	default:
+		// Only a closed or invalid descriptor fails here, which is a bug:
+		// a loop that cannot wait would spin.
+		panic(fmt.Sprintf("proxy: epoll_wait: %v", errno))
+	}
+}
+
+// block waits in epoll_wait, in a system call the runtime knows may block:
+// the way to wait when ep cannot be added to park (epoll_ctl failed, as at
+// fs.epoll.max_user_watches). Slower, never wrong.
+func (el *eventLoop) block(evs []unix.EpollEvent) int {
+	for {
+		n, err := unix.EpollWait(el.ep, evs, -1)
+		switch {
+		case n > 0:
+			return n
+		case err != nil && err != unix.EINTR:
+			panic(fmt.Sprintf("proxy: epoll_wait: %v", err))
+		}
+	}
 }
 
 // idle releases the loop when nothing is attached; attach starts another.
@@ -387,7 +450,8 @@ func (el *eventLoop) idle() bool {
 	}
 	el.s.loops[el.slot] = nil
 	unix.Close(el.wake)
-	el.epf.Close()
+	el.park.Close()
+	unix.Close(el.ep)
 	return true
 }
 

@@ -271,3 +271,123 @@ func TestEpollEngineFallsBackWhenWatchFails(t *testing.T) {
 	c2.Close()
 	eventually(t, "2 client closes", 2*time.Second, func() bool { return rec.closedFor(ReasonClient) == 2 })
 }
+
+// stubArmCtl replaces armCtl for one test, counting the loop's additions
+// of its epoll descriptor to the netpoller's watch and removals from it;
+// fail, when set, answers an addition instead of epoll_ctl.
+func stubArmCtl(t *testing.T, fail error) (adds, dels *atomic.Int32) {
+	adds, dels = new(atomic.Int32), new(atomic.Int32)
+	orig := armCtl
+	armCtl = func(ep, op, fd int, ev *unix.EpollEvent) error {
+		switch op {
+		case unix.EPOLL_CTL_ADD:
+			adds.Add(1)
+			if fail != nil {
+				return fail
+			}
+		case unix.EPOLL_CTL_DEL:
+			dels.Add(1)
+		}
+		return orig(ep, op, fd, ev)
+	}
+	t.Cleanup(func() { armCtl = orig })
+	return adds, dels
+}
+
+// Under continuous traffic the loop takes its epoll descriptor out of the
+// netpoller's watch (which would otherwise wake the runtime for events
+// the loop reads anyway), and adds it back before it parks again; every
+// byte arrives either way.
+func TestEpollEngineDisarmsWhenBusyAndRearmsToPark(t *testing.T) {
+	adds, dels := stubArmCtl(t, nil)
+	orig := disarmAfter
+	disarmAfter = 2 // the default 16 needs more traffic than a test should make
+	t.Cleanup(func() { disarmAfter = orig })
+
+	b := newBackend(t, "echo")
+	s, addr, _ := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "*1\r\n$4\r\nPING\r\n")
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+
+	// A writer streams while this goroutine reads, until the loop has
+	// disarmed (bounded by a deadline).
+	var stop atomic.Bool
+	var written atomic.Int64
+	werr := make(chan error, 1)
+	go func() {
+		chunk := bytes.Repeat([]byte("x"), 32<<10)
+		for !stop.Load() {
+			n, err := c.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- nil
+	}()
+	buf := make([]byte, 64<<10)
+	var read int64
+	deadline := time.Now().Add(10 * time.Second)
+	for dels.Load() == 0 && time.Now().Before(deadline) {
+		n, err := c.Read(buf)
+		read += int64(n)
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", read, err)
+		}
+	}
+	stop.Store(true)
+	for read < written.Load() || len(werr) == 0 {
+		n, err := c.Read(buf)
+		read += int64(n)
+		if err != nil {
+			t.Fatalf("read after %d of %d bytes: %v", read, written.Load(), err)
+		}
+		if bytes.IndexFunc(buf[:n], func(r rune) bool { return r != 'x' }) >= 0 {
+			t.Fatal("echoed bytes differ from those sent")
+		}
+	}
+	if err := <-werr; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if read != written.Load() {
+		t.Fatalf("read %d bytes; wrote %d", read, written.Load())
+	}
+	if dels.Load() == 0 {
+		t.Fatalf("the loop never took its descriptor out of the netpoller's watch in 10 s of streaming (%d bytes)", read)
+	}
+	// Idle now, the loop must have armed again to park; a message after
+	// the pause wakes it.
+	eventually(t, "re-armed to park", 5*time.Second, func() bool { return adds.Load() > dels.Load() })
+	roundTrip(t, c, "after the pause")
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1", got)
+	}
+}
+
+// When the loop's descriptor cannot be added to the netpoller's watch
+// (epoll_ctl fails, as at fs.epoll.max_user_watches), the loop waits in
+// epoll_wait instead: it still serves its connections, and a nudge still
+// releases it after the last one.
+func TestEpollEngineWaitsInEpollWaitWhenParkFails(t *testing.T) {
+	adds, _ := stubArmCtl(t, unix.ENOSPC)
+	b := newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c1, c2 := dial(t, addr), dial(t, addr)
+	roundTrip(t, c1, "one")
+	roundTrip(t, c2, "two")
+	roundTrip(t, c1, "three")
+	if adds.Load() == 0 {
+		t.Fatal("the loop never tried to park")
+	}
+	if got := s.loopLive(); got != 2 {
+		t.Fatalf("epoll loop serves %d sessions; want 2 (not an io.Copy fallback)", got)
+	}
+	c1.Close()
+	c2.Close()
+	eventually(t, "loop released", 2*time.Second, func() bool { return s.loopLive() == -1 })
+	eventually(t, "2 client closes", time.Second, func() bool { return rec.closedFor(ReasonClient) == 2 })
+}
