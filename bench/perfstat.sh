@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# System calls, epoll waits and context switches per request of each proxy,
+# counted by `perf stat` on the proxy process (kernel tracepoints, no
+# ptrace), so that, unlike bench/syscalls's `strace -c -f`, counting does not
+# change the timing it counts. Targets: sentproxy tcp mode with each
+# --proxy.engine (splice, epoll), resp mode, and HAProxy (mode tcp, one
+# thread), all on loopback in front of one redis-server followed by one
+# Sentinel.
+#
+# Each measurement starts the target under `perf stat`, runs
+# `redis-benchmark -t get -c C -n N` through it, and stops it with SIGINT;
+# the counts cover the process's whole life, whose start-up and shutdown are
+# a few hundred system calls next to the millions a measurement makes. Rounds
+# rotate the target order; the table shows medians over rounds. CPU is
+# perf's task-clock (all the process's threads) per request.
+#
+# Usage: bash bench/perfstat.sh
+# Env:   ROUNDS (default 3), CLIENTS (default "50 1000"), REQUESTS (default
+#        200000), TARGETS (default "splice epoll resp haproxy").
+# Needs perf (Debian: linux-perf), redis-server, redis-sentinel,
+# redis-benchmark, haproxy, go and python3. Prints a Markdown table.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-50 1000}
+REQUESTS=${REQUESTS:-200000}
+TARGETS=${TARGETS:-splice epoll resp haproxy}
+for b in perf redis-server redis-sentinel redis-cli redis-benchmark haproxy go python3; do
+  command -v "$b" >/dev/null 2>&1 || { echo "perfstat: $b not found (apt-get install -y linux-perf redis-server redis-sentinel redis-tools haproxy)" >&2; exit 1; }
+done
+for t in $TARGETS; do
+  case $t in splice | epoll | resp | haproxy) ;; *) echo "perfstat: unknown target $t" >&2; exit 2 ;; esac
+done
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-perfstat.XXXXXX")
+pids=() # what this script started, stopped in reverse order
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for i in "${pids[@]}"; do wait "$i" 2>/dev/null || true; done
+  rm -rf "$OUT"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+die() { echo "perfstat: $*" >&2; exit 1; }
+
+# until_ok SECONDS CMD...: run CMD every 0.1 s until it succeeds, or fail.
+until_ok() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "timed out: $*"
+    sleep 0.1
+  done
+}
+
+read -r MPORT SPORT LPORT < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
+
+go build -o "$OUT/sentproxy" ./cmd/sentproxy
+redis-server --bind 127.0.0.1 --port "$MPORT" --save '' --appendonly no --dir "$OUT" --logfile "$OUT/redis.log" &
+pids+=($!)
+until_ok 10 redis-cli -p "$MPORT" ping
+printf 'bind 127.0.0.1\nport %s\ndir %s\nlogfile %s/sentinel.log\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
+  "$SPORT" "$OUT" "$OUT" "$MPORT" >"$OUT/sentinel.conf"
+redis-sentinel "$OUT/sentinel.conf" &
+pids+=($!)
+until_ok 10 bash -c "redis-cli -p $SPORT sentinel get-master-addr-by-name mymaster | grep -qx $MPORT"
+printf 'global\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nlisten redis\n  bind 127.0.0.1:%s\n  server master 127.0.0.1:%s\n' \
+  "$LPORT" "$MPORT" >"$OUT/haproxy.cfg"
+
+events=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait
+# measure TARGET CLIENTS: one measurement; prints "cpu_us syscalls epoll ctxsw rps" per request.
+measure() {
+  local target=$1 clients=$2 cmd
+  case $target in
+  haproxy) cmd=(haproxy -f "$OUT/haproxy.cfg") ;;
+  *)
+    local mode=tcp engine=splice
+    [ "$target" = resp ] && mode=resp
+    [ "$target" = epoll ] && engine=epoll
+    cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+      --proxy.mode=$mode --proxy.engine=$engine --proxy.listen-address=127.0.0.1:$LPORT
+      --web.listen-address=127.0.0.1:0 --log.level=warn)
+    ;;
+  esac
+  perf stat -x, -o "$OUT/stat" -e "$events" -- "${cmd[@]}" >"$OUT/target.log" 2>&1 &
+  local perf_pid=$! child=""
+  pids+=("$perf_pid")
+  until_ok 10 bash -c "[ \"\$(redis-cli -p $LPORT ping)\" = PONG ]"
+  child=$(pgrep -P "$perf_pid" | head -n 1) || die "no $target process under perf"
+  local rps
+  rps=$(redis-benchmark -p "$LPORT" -c "$clients" -n "$REQUESTS" -t get --csv | awk -F'"' '/^"GET"/ {print $4}')
+  kill -INT "$child"
+  local deadline=$((SECONDS + 15))
+  while kill -0 "$perf_pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || die "$target did not exit on SIGINT"
+    sleep 0.1
+  done
+  wait "$perf_pid" 2>/dev/null || true
+  unset 'pids[${#pids[@]}-1]'
+  awk -F, -v n="$REQUESTS" -v rps="$rps" '
+    $3 == "task-clock" {cpu = $1 * 1000 / n}
+    $3 == "context-switches" {cs = $1 / n}
+    $3 == "raw_syscalls:sys_enter" {sc = $1 / n}
+    $3 ~ /epoll_p?wait$/ {ep += $1 / n}
+    END {printf "%.1f %.2f %.3f %.3f %s\n", cpu, sc, ep, cs, rps}' "$OUT/stat"
+}
+
+read -r -a tlist <<<"$TARGETS"
+declare -A res
+for c in $CLIENTS; do
+  for ((r = 0; r < ROUNDS; r++)); do
+    for ((i = 0; i < ${#tlist[@]}; i++)); do
+      t=${tlist[$(((i + r) % ${#tlist[@]}))]}
+      line=$(measure "$t" "$c")
+      echo "perfstat: c=$c round $((r + 1)) $t: cpu_us/req syscalls/req epoll_waits/req ctx_switches/req rps = $line" >&2
+      res[$c,$t]+="$line"$'\n'
+    done
+  done
+done
+
+echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS); redis-benchmark -t get, pipeline 1; medians over rounds, per request"
+echo
+echo "| clients | target | CPU µs | system calls | epoll waits | context switches | requests/s |"
+echo "|---:|---|---:|---:|---:|---:|---:|"
+for c in $CLIENTS; do
+  for t in "${tlist[@]}"; do
+    printf '%s' "${res[$c,$t]}" | python3 -c '
+import statistics, sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+med = [statistics.median(float(r[k]) for r in rows) for k in range(5)]
+print("| %s | %s | %.1f | %.2f | %.3f | %.3f | %.0f |" % (sys.argv[1], sys.argv[2], *med))' "$c" "$t"
+  done
+done
