@@ -23,12 +23,13 @@
 //   - In ModeTCP with EngineEpoll (Linux) the sockets leave Go's netpoller
 //     and a level-triggered epoll loop (Config.EventLoops per Server, one
 //     by default) reads each message once and writes it at once, keeping
-//     bytes only while the other side's socket is full. The loop's own
-//     epoll descriptor is watched by Go's netpoller, so an idle loop parks
-//     like any goroutine. A cut closes both descriptors from the cutting
-//     goroutine under the connection's lock, so the invariant above holds
-//     for both engines; a loop's goroutine exits when it serves no
-//     connection.
+//     bytes only while the other side's socket is full. An idle loop parks
+//     on Go's netpoller like any goroutine; a busy one takes its epoll
+//     descriptor out of the netpoller's watch, so that the runtime is not
+//     woken for events the loop reads anyway. A cut closes both
+//     descriptors from the cutting goroutine under the connection's lock,
+//     so the invariant above holds for both engines; a loop's goroutine
+//     exits when it serves no connection.
 //   - In ModeRESP commands and replies are framed (internal/resp) and
 //     forwarded as read, never re-encoded; a malformed command gets the
 //     error Redis itself gives, then the close.

@@ -51,11 +51,11 @@ type eventLoop struct {
 	// park is a second epoll descriptor, watched by Go's netpoller, that
 	// holds ep only while armed: the loop parks on it when ep has nothing.
 	park   *os.File
-	parkfd int
+	parkfd int             // park's; not park.Fd(), which makes it blocking
 	rc     syscall.RawConn // park's
-	armed  bool
-	busy   int // polls in a row that found events
-	wake   int // eventfd, to make the loop look at live again
+	armed  bool            // ep is in park
+	busy   int             // waits in a row, while armed, that did not park
+	wake   int             // eventfd, to make the loop look at live again
 	buf    []byte
 
 	mu     sync.Mutex // guards ends and nextID

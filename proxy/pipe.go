@@ -15,8 +15,9 @@ const (
 	// EngineSplice copies ModeTCP bytes with io.Copy between the raw
 	// *net.TCPConns (splice(2)), two goroutines per connection.
 	EngineSplice = "splice"
-	// EngineEpoll copies them in level-triggered epoll loops, one per CPU
-	// by default (Linux only): fewer system calls and wake-ups per message.
+	// EngineEpoll copies them in level-triggered epoll loops
+	// (Config.EventLoops, one by default; Linux only): fewer system calls
+	// and wake-ups per message.
 	EngineEpoll = "epoll"
 )
 
