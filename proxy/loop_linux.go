@@ -57,6 +57,13 @@ type eventLoop struct {
 	busy   int             // waits in a row, while armed, that did not park
 	wake   int             // eventfd, to make the loop look at live again
 	buf    []byte
+	evs    []unix.EpollEvent // filled by poll
+
+	// parkPoll is wait's poll inside rc.Read, made once: a closure made
+	// per wait would cost allocations per wait.
+	parkPoll func(uintptr) bool
+	ready    int // events parkPoll found
+	polls    int // parkPoll calls in the current wait
 
 	mu     sync.Mutex // guards ends and nextID
 	ends   map[uint64]*loopEnd
@@ -144,13 +151,18 @@ func (s *Server) handOver(ss *session) (*loopPair, error) {
 // can make it fail.
 var dupFD = func(fd uintptr) (int, error) { return unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }
 
-// epollCtl is unix.EpollCtl for the connections' descriptors; a variable
-// so that a test can make it fail.
-var epollCtl = unix.EpollCtl
+// epollCtl (for the connections' descriptors) and armCtl (adding ep to and
+// removing it from park) are variables so that tests can make them fail.
+// They take the event by value: through a function variable a pointer
+// would escape, and every epoll_ctl would allocate.
+var (
+	epollCtl = epollCtlValue
+	armCtl   = epollCtlValue
+)
 
-// armCtl adds ep to and removes it from park; a variable so that tests can
-// make it fail.
-var armCtl = unix.EpollCtl
+func epollCtlValue(ep, op, fd int, ev unix.EpollEvent) error {
+	return unix.EpollCtl(ep, op, fd, &ev)
+}
 
 func dupConn(c net.Conn) (int, error) {
 	tc, ok := c.(*net.TCPConn)
@@ -316,7 +328,14 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 		park.Close()
 		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
 	}
-	return &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake, buf: make([]byte, loopBufSize), ends: map[uint64]*loopEnd{}}, nil
+	el := &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake,
+		buf: make([]byte, loopBufSize), evs: make([]unix.EpollEvent, 128), ends: map[uint64]*loopEnd{}}
+	el.parkPoll = func(uintptr) bool {
+		el.polls++
+		el.ready = el.poll()
+		return el.ready > 0
+	}
+	return el, nil
 }
 
 func (el *eventLoop) forget(p *loopPair) {
@@ -338,9 +357,9 @@ func eventID(ev *unix.EpollEvent) uint64 {
 // run serves events until no session is attached, then releases the loop.
 func (el *eventLoop) run() {
 	defer el.s.wg.Done()
-	evs := make([]unix.EpollEvent, 128)
+	evs := el.evs
 	for {
-		n := el.wait(evs)
+		n := el.wait()
 		for i := range evs[:n] {
 			id := eventID(&evs[i])
 			if id == wakeID {
@@ -380,40 +399,35 @@ var disarmAfter = 16
 // is in park only while the loop may park: it is added before the loop
 // parks and taken out once disarmAfter waits in a row found events
 // without parking.
-func (el *eventLoop) wait(evs []unix.EpollEvent) int {
-	for !el.armed {
-		n := el.poll(evs)
-		if n > 0 {
+func (el *eventLoop) wait() int {
+	if !el.armed {
+		if n := el.poll(); n > 0 {
 			return n
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN}
-		if err := armCtl(el.parkfd, unix.EPOLL_CTL_ADD, el.ep, &ev); err != nil {
-			return el.block(evs)
+		if err := armCtl(el.parkfd, unix.EPOLL_CTL_ADD, el.ep, ev); err != nil {
+			return el.block()
 		}
 		el.armed = true // and poll again below: an event may have come first
 	}
-	n, calls := 0, 0
-	if err := el.rc.Read(func(uintptr) bool {
-		calls++
-		n = el.poll(evs)
-		return n > 0
-	}); err != nil {
+	el.polls = 0
+	if err := el.rc.Read(el.parkPoll); err != nil {
 		panic(fmt.Sprintf("proxy: waiting on the epoll descriptor: %v", err))
 	}
-	if calls > 1 {
+	if el.polls > 1 {
 		el.busy = 0 // it parked
 	} else if el.busy++; el.busy >= disarmAfter {
-		if armCtl(el.parkfd, unix.EPOLL_CTL_DEL, el.ep, nil) == nil {
+		if armCtl(el.parkfd, unix.EPOLL_CTL_DEL, el.ep, unix.EpollEvent{}) == nil {
 			el.armed, el.busy = false, 0
 		}
 	}
-	return n
+	return el.ready
 }
 
-// poll is epoll_pwait on ep with a zero timeout.
-func (el *eventLoop) poll(evs []unix.EpollEvent) int {
+// poll is epoll_pwait on ep into evs with a zero timeout.
+func (el *eventLoop) poll() int {
 	r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(el.ep),
-		uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+		uintptr(unsafe.Pointer(&el.evs[0])), uintptr(len(el.evs)), 0, 0, 0)
 	switch errno {
 	case 0:
 		return int(r)
@@ -429,9 +443,9 @@ func (el *eventLoop) poll(evs []unix.EpollEvent) int {
 // block waits in epoll_wait, in a system call the runtime knows may block:
 // the way to wait when ep cannot be added to park (epoll_ctl failed, as at
 // fs.epoll.max_user_watches). Slower, never wrong.
-func (el *eventLoop) block(evs []unix.EpollEvent) int {
+func (el *eventLoop) block() int {
 	for {
-		n, err := unix.EpollWait(el.ep, evs, -1)
+		n, err := unix.EpollWait(el.ep, el.evs, -1)
 		switch {
 		case n > 0:
 			return n
@@ -576,7 +590,7 @@ func (el *eventLoop) watch(e *loopEnd) error {
 	}
 	ev := unix.EpollEvent{Events: want}
 	setEventID(&ev, e.id)
-	if err := epollCtl(el.ep, op, e.fd, &ev); err != nil {
+	if err := epollCtl(el.ep, op, e.fd, ev); err != nil {
 		return fmt.Errorf("proxy: epoll_ctl: %w", err)
 	}
 	e.events = want
