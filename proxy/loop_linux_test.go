@@ -242,7 +242,7 @@ func TestEpollEngineFallsBackToCopy(t *testing.T) {
 func TestEpollEngineFallsBackWhenWatchFails(t *testing.T) {
 	var adds atomic.Int32
 	orig := epollCtl
-	epollCtl = func(ep, op, fd int, ev *unix.EpollEvent) error {
+	epollCtl = func(ep, op, fd int, ev unix.EpollEvent) error {
 		if op == unix.EPOLL_CTL_ADD && adds.Add(1) == 2 {
 			return unix.ENOSPC // as at fs.epoll.max_user_watches
 		}
@@ -278,7 +278,7 @@ func TestEpollEngineFallsBackWhenWatchFails(t *testing.T) {
 func stubArmCtl(t *testing.T, fail error) (adds, dels *atomic.Int32) {
 	adds, dels = new(atomic.Int32), new(atomic.Int32)
 	orig := armCtl
-	armCtl = func(ep, op, fd int, ev *unix.EpollEvent) error {
+	armCtl = func(ep, op, fd int, ev unix.EpollEvent) error {
 		switch op {
 		case unix.EPOLL_CTL_ADD:
 			adds.Add(1)
@@ -330,16 +330,7 @@ func TestEpollEngineDisarmsWhenBusyAndRearmsToPark(t *testing.T) {
 	}()
 	buf := make([]byte, 64<<10)
 	var read int64
-	deadline := time.Now().Add(10 * time.Second)
-	for dels.Load() == 0 && time.Now().Before(deadline) {
-		n, err := c.Read(buf)
-		read += int64(n)
-		if err != nil {
-			t.Fatalf("read after %d bytes: %v", read, err)
-		}
-	}
-	stop.Store(true)
-	for read < written.Load() || len(werr) == 0 {
+	readSome := func() {
 		n, err := c.Read(buf)
 		read += int64(n)
 		if err != nil {
@@ -348,6 +339,14 @@ func TestEpollEngineDisarmsWhenBusyAndRearmsToPark(t *testing.T) {
 		if bytes.IndexFunc(buf[:n], func(r rune) bool { return r != 'x' }) >= 0 {
 			t.Fatal("echoed bytes differ from those sent")
 		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for dels.Load() == 0 && time.Now().Before(deadline) {
+		readSome()
+	}
+	stop.Store(true)
+	for read < written.Load() || len(werr) == 0 {
+		readSome()
 	}
 	if err := <-werr; err != nil {
 		t.Fatalf("write: %v", err)
