@@ -41,6 +41,7 @@ var closeReasons = []string{
 	"shutdown",
 	"idle",
 	"max_connections",
+	"internal_error",
 }
 
 // Bucket layouts. Cutovers and dials to a master on the local network take

@@ -180,7 +180,7 @@ func TestClosedReasonsPreinitialised(t *testing.T) {
 	m := New(reg)
 	m.ConnectionAccepted("mymaster")
 
-	reasons := []string{"client", "upstream", "master_switch", "no_master", "dial_error", "shutdown", "idle", "max_connections"}
+	reasons := []string{"client", "upstream", "master_switch", "no_master", "dial_error", "shutdown", "idle", "max_connections", "internal_error"}
 	if got := testutil.CollectAndCount(m.closedConnections); got != len(reasons) {
 		t.Errorf("%d closed-connection series, want %d", got, len(reasons))
 	}

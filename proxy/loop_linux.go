@@ -62,8 +62,9 @@ type eventLoop struct {
 	// parkPoll is wait's poll inside rc.Read, made once: a closure made
 	// per wait would cost allocations per wait.
 	parkPoll func(uintptr) bool
-	ready    int // events parkPoll found
-	polls    int // parkPoll calls in the current wait
+	ready    int   // events parkPoll found
+	pollErr  error // why parkPoll's epoll_wait failed
+	polls    int   // parkPoll calls in the current wait
 
 	mu     sync.Mutex // guards ends and nextID
 	ends   map[uint64]*loopEnd
@@ -332,8 +333,8 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 		buf: make([]byte, loopBufSize), evs: make([]unix.EpollEvent, 128), ends: map[uint64]*loopEnd{}}
 	el.parkPoll = func(uintptr) bool {
 		el.polls++
-		el.ready = el.poll()
-		return el.ready > 0
+		el.ready, el.pollErr = el.poll()
+		return el.ready > 0 || el.pollErr != nil
 	}
 	return el, nil
 }
@@ -359,7 +360,11 @@ func (el *eventLoop) run() {
 	defer el.s.wg.Done()
 	evs := el.evs
 	for {
-		n := el.wait()
+		n, err := el.wait()
+		if err != nil {
+			el.fail(err)
+			return
+		}
 		for i := range evs[:n] {
 			id := eventID(&evs[i])
 			if id == wakeID {
@@ -380,11 +385,39 @@ func (el *eventLoop) run() {
 	}
 }
 
+// fail ends a loop that cannot wait. Only a bug gets here (epoll_wait fails
+// on a bad descriptor or buffer), but one route's loop must not take the
+// process and every other route with it: the loop's sessions are cut, with
+// a reason that says so, and the next connection starts a new loop.
+func (el *eventLoop) fail(err error) {
+	el.s.loopMu.Lock()
+	el.s.loops[el.slot] = nil // no session is attached to el from here on
+	el.s.loopMu.Unlock()
+	el.mu.Lock()
+	pairs := make([]*loopPair, 0, len(el.ends)/2)
+	for _, e := range el.ends {
+		if e.dir == clientToMaster {
+			pairs = append(pairs, e.pair)
+		}
+	}
+	el.mu.Unlock()
+	el.s.log.Error("epoll engine: event loop failed; closing its connections", "err", err, "connections", len(pairs))
+	for _, p := range pairs {
+		// cut returns once the pair is closed and detached, also when
+		// another goroutine was cutting it first (sync.Once), so nothing
+		// touches el's descriptors after they are closed below.
+		p.ss.cut(ReasonInternalError)
+	}
+	unix.Close(el.wake)
+	el.park.Close()
+	unix.Close(el.ep)
+}
+
 // disarmAfter is how many waits in a row must find events without parking
 // before the loop takes ep out of park; a variable for tests.
 var disarmAfter = 16
 
-// wait returns at least one event. It polls ep without blocking; when that
+// wait returns at least one event, or why it cannot wait. It polls ep without blocking; when that
 // finds nothing, the loop parks on Go's netpoller like any goroutine,
 // through park, which holds ep. It blocks in a system call only when ep
 // cannot be added to park (block).
@@ -399,10 +432,10 @@ var disarmAfter = 16
 // is in park only while the loop may park: it is added before the loop
 // parks and taken out once disarmAfter waits in a row found events
 // without parking.
-func (el *eventLoop) wait() int {
+func (el *eventLoop) wait() (int, error) {
 	if !el.armed {
-		if n := el.poll(); n > 0 {
-			return n
+		if n, err := el.poll(); n > 0 || err != nil {
+			return n, err
 		}
 		ev := unix.EpollEvent{Events: unix.EPOLLIN}
 		if err := armCtl(el.parkfd, unix.EPOLL_CTL_ADD, el.ep, ev); err != nil {
@@ -412,7 +445,10 @@ func (el *eventLoop) wait() int {
 	}
 	el.polls = 0
 	if err := el.rc.Read(el.parkPoll); err != nil {
-		panic(fmt.Sprintf("proxy: waiting on the epoll descriptor: %v", err))
+		return 0, fmt.Errorf("proxy: waiting on the epoll descriptor: %w", err)
+	}
+	if el.pollErr != nil {
+		return 0, el.pollErr
 	}
 	if el.polls > 1 {
 		el.busy = 0 // it parked
@@ -421,39 +457,41 @@ func (el *eventLoop) wait() int {
 			el.armed, el.busy = false, 0
 		}
 	}
-	return el.ready
+	return el.ready, nil
 }
 
 // poll is epoll_pwait on ep into evs with a zero timeout.
-func (el *eventLoop) poll() int {
+func (el *eventLoop) poll() (int, error) {
 	r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(el.ep),
 		uintptr(unsafe.Pointer(&el.evs[0])), uintptr(len(el.evs)), 0, 0, 0)
 	switch errno {
 	case 0:
-		return int(r)
+		return int(r), nil
 	case unix.EINTR:
-		return 0
+		return 0, nil
 	default:
-		// Only a closed or invalid descriptor fails here, which is a bug:
-		// a loop that cannot wait would spin.
-		panic(fmt.Sprintf("proxy: epoll_wait: %v", errno))
+		return 0, fmt.Errorf("proxy: epoll_wait: %w", errno)
 	}
 }
 
 // block waits in epoll_wait, in a system call the runtime knows may block:
 // the way to wait when ep cannot be added to park (epoll_ctl failed, as at
 // fs.epoll.max_user_watches). Slower, never wrong.
-func (el *eventLoop) block() int {
+func (el *eventLoop) block() (int, error) {
 	for {
-		n, err := unix.EpollWait(el.ep, el.evs, -1)
+		n, err := epollWait(el.ep, el.evs, -1)
 		switch {
 		case n > 0:
-			return n
+			return n, nil
 		case err != nil && err != unix.EINTR:
-			panic(fmt.Sprintf("proxy: epoll_wait: %v", err))
+			return 0, fmt.Errorf("proxy: epoll_wait: %w", err)
 		}
 	}
 }
+
+// epollWait is block's epoll_wait; a variable so that a test can make the
+// loop fail.
+var epollWait = unix.EpollWait
 
 // idle releases the loop when nothing is attached; attach starts another.
 func (el *eventLoop) idle() bool {

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -389,4 +391,75 @@ func TestEpollEngineWaitsInEpollWaitWhenParkFails(t *testing.T) {
 	c2.Close()
 	eventually(t, "loop released", 2*time.Second, func() bool { return s.loopLive() == -1 })
 	eventually(t, "2 client closes", time.Second, func() bool { return rec.closedFor(ReasonClient) == 2 })
+}
+
+// A loop whose epoll_wait fails (a bug: a bad descriptor) must not take the
+// process or the route with it. Tried: epoll_wait returning EBADF while two
+// clients are attached. Their connections are cut with reason
+// internal_error, the error is logged, and the next client is served by a
+// new loop.
+func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
+	stubArmCtl(t, unix.ENOSPC) // the loop waits in block, through epollWait
+	var failing atomic.Bool
+	orig := epollWait
+	epollWait = func(ep int, evs []unix.EpollEvent, msec int) (int, error) {
+		if failing.Load() {
+			return 0, unix.EBADF
+		}
+		return orig(ep, evs, msec)
+	}
+	t.Cleanup(func() { epollWait = orig })
+	var logs lockedBuffer
+	b := newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s.SetMaster(b.addr())
+	c1, c2 := dial(t, addr), dial(t, addr)
+	roundTrip(t, c1, "one")
+	roundTrip(t, c2, "two")
+
+	// The loop is blocked in the real epoll_wait: a message wakes it, and
+	// its next wait fails.
+	failing.Store(true)
+	if _, err := io.WriteString(c1, "three"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []net.Conn{c1, c2} {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, unix.ECONNRESET) {
+			t.Fatalf("client %d: %v; want its connection closed", i+1, err)
+		}
+	}
+	eventually(t, "2 internal_error closes", time.Second, func() bool { return rec.closedFor(ReasonInternalError) == 2 })
+	if got := s.loopLive(); got != -1 {
+		t.Fatalf("epoll loops serve %d sessions after the failure; want none running", got)
+	}
+	if !strings.Contains(logs.String(), "event loop failed") || !strings.Contains(logs.String(), "bad file descriptor") {
+		t.Fatalf("log does not report the failure:\n%s", logs.String())
+	}
+
+	failing.Store(false)
+	c3 := dial(t, addr)
+	roundTrip(t, c3, "four")
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1 (a new loop)", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -13,6 +13,7 @@ const (
 	ReasonShutdown       = "shutdown"        // force-closed when the drain timeout ran out
 	ReasonIdle           = "idle"            // idle longer than the idle timeout
 	ReasonMaxConnections = "max_connections" // refused at the connection limit
+	ReasonInternalError  = "internal_error"  // cut because the epoll engine's event loop failed (a bug)
 )
 
 // Observer receives the proxy's events. Calls are made on the connection
