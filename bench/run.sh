@@ -187,7 +187,7 @@ poll "redis-sentinel on :$SPORT" 10 "$SPID" "$OUT/sentinel/sentinel.log" bash -c
 # Two processes, same Sentinel and master name, each with its own proxy and
 # web ports; they differ only in --proxy.mode.
 sp_tcp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
-  --proxy.mode=tcp --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
+  --proxy.mode=tcp --proxy.engine=splice --proxy.listen-address=127.0.0.1:$PPORT --web.listen-address=127.0.0.1:$WPORT --log.level=warn)
 sp_epoll_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
   --proxy.mode=tcp --proxy.engine=epoll --proxy.listen-address=127.0.0.1:$EPORT --web.listen-address=127.0.0.1:$EWPORT --log.level=warn)
 sp_resp_cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster

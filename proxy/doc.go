@@ -16,20 +16,24 @@
 //   - While there is no master, a new client is held (its connection is
 //     accepted and nothing is read from it) for up to Config.HoldTimeout. It
 //     then gets a RESP error naming the master and the reason, and the close.
-//   - In ModeTCP with EngineSplice (the default) bytes are copied with
-//     io.Copy between the raw *net.TCPConns, which the runtime turns into
-//     splice(2); connections are never wrapped. Byte counts come from
-//     io.Copy's return values when a connection ends.
-//   - In ModeTCP with EngineEpoll (Linux) the sockets leave Go's netpoller
-//     and a level-triggered epoll loop (Config.EventLoops per Server, one
-//     by default) reads each message once and writes it at once, keeping
-//     bytes only while the other side's socket is full. An idle loop parks
-//     on Go's netpoller like any goroutine; a busy one takes its epoll
-//     descriptor out of the netpoller's watch, so that the runtime is not
-//     woken for events the loop reads anyway. A cut closes both
-//     descriptors from the cutting goroutine under the connection's lock,
-//     so the invariant above holds for both engines; a loop's goroutine
-//     exits when it serves no connection.
+//   - In ModeTCP with EngineEpoll (Linux, and the default there) the
+//     sockets leave Go's netpoller and a level-triggered epoll loop
+//     (Config.EventLoops per Server, one by default) reads each message
+//     once and writes it at once, keeping bytes only while the other
+//     side's socket is full. An idle loop parks on Go's netpoller like any
+//     goroutine; a busy one takes its epoll descriptor out of the
+//     netpoller's watch, so that the runtime is not woken for events the
+//     loop reads anyway. A cut closes both descriptors from the cutting
+//     goroutine under the connection's lock, so the invariant above holds
+//     for both engines; a loop's goroutine exits when it serves no
+//     connection, and a loop that cannot wait cuts its own connections
+//     rather than the process.
+//   - In ModeTCP with EngineSplice (the default elsewhere, and
+//     --proxy.engine=splice) bytes are copied with io.Copy between the raw
+//     *net.TCPConns, which the runtime turns into splice(2); connections
+//     are never wrapped. Byte counts come from io.Copy's return values when
+//     a connection ends. It costs a third system call per message and a
+//     goroutine wake-up, which is why it is not the default on Linux.
 //   - In ModeRESP commands and replies are framed (internal/resp) and
 //     forwarded as read, never re-encoded; a malformed command gets the
 //     error Redis itself gives, then the close.

@@ -16,6 +16,11 @@ import (
 // EngineEpollSupported reports whether EngineEpoll can run here.
 const EngineEpollSupported = true
 
+// DefaultEngine is the engine of a ModeTCP route whose Config.Engine is
+// empty: EngineEpoll on Linux, where it is the one that keeps up with
+// HAProxy (bench/RESULTS.md), EngineSplice elsewhere.
+const DefaultEngine = EngineEpoll
+
 // The epoll engine moves tcp-mode bytes in event loops, one per Server by
 // default (Config.EventLoops), instead of two goroutines per connection.
 //

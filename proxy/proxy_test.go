@@ -158,7 +158,9 @@ var eventually = testutil.Eventually
 // setting runs this package's and cmd/sentproxy's tests on the same engine.
 func testEngine(t *testing.T) string {
 	switch e := os.Getenv("SENTPROXY_PROXY_ENGINE"); e {
-	case "", EngineSplice:
+	case "":
+		return DefaultEngine
+	case EngineSplice:
 		return EngineSplice
 	case EngineEpoll:
 		if !EngineEpollSupported {

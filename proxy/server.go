@@ -48,9 +48,9 @@ type Config struct {
 	// connections are idle legitimately. Enabling it costs the fast path of
 	// either engine, because idleness must then be watched in user space.
 	IdleTimeout time.Duration
-	// Engine moves ModeTCP bytes: EngineSplice (the default) or
-	// EngineEpoll. With an IdleTimeout, both copy through a buffer in
-	// user space instead.
+	// Engine moves ModeTCP bytes: EngineEpoll or EngineSplice; empty
+	// means DefaultEngine (EngineEpoll on Linux). With an IdleTimeout,
+	// both copy through a buffer in user space instead.
 	Engine string
 	// EventLoops is how many epoll loops (each one goroutine, so at most
 	// one CPU) may serve the route with EngineEpoll; a new connection goes
@@ -129,6 +129,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Mode == "" {
 		cfg.Mode = ModeTCP
+	}
+	if cfg.Engine == "" {
+		cfg.Engine = DefaultEngine
 	}
 	if cfg.Engine != EngineEpoll || !EngineEpollSupported {
 		cfg.Engine = EngineSplice

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sentproxy/sentproxy/internal/redisproc"
 	"github.com/sentproxy/sentproxy/internal/testredis"
+	"github.com/sentproxy/sentproxy/proxy"
 )
 
 // downAfter is the Sentinels' down-after-milliseconds in these tests:
@@ -71,7 +72,7 @@ func TestFailoverBySigkill(t *testing.T) {
 	h.waitRouted(old, 10*time.Second)
 	// The start-up log says which engine moves the bytes, so that an
 	// operator (and this run of the tests) can tell.
-	engine := cmp.Or(os.Getenv("SENTPROXY_PROXY_ENGINE"), "splice")
+	engine := cmp.Or(os.Getenv("SENTPROXY_PROXY_ENGINE"), proxy.DefaultEngine)
 	eventually(t, "listening logged with engine="+engine, 5*time.Second, func() bool {
 		logs := h.logBuf.String()
 		return strings.Contains(logs, "msg=listening") && strings.Contains(logs, "engine="+engine)

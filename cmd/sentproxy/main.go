@@ -15,6 +15,8 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/prometheus/common/version"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sentproxy/sentproxy/proxy"
 )
 
 // Exit statuses: 2 for a bad command line (before anything listens), 1 for
@@ -71,7 +73,7 @@ func newParser(cli *CLI, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, 
 		kong.Name("sentproxy"),
 		kong.Description("A sidecar that forwards Redis clients to the master elected by Redis Sentinel."),
 		kong.DefaultEnvars("SENTPROXY"),
-		kong.Vars{"version": version.Version},
+		kong.Vars{"version": version.Version, "default_engine": proxy.DefaultEngine},
 		kong.Writers(stdout, stderr),
 		kong.Exit(exit),
 	)
