@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,28 +54,9 @@ func (r *recorder) results(sink string) []error {
 	return append([]error(nil), r.errs[sink]...)
 }
 
-// logBuffer is a concurrency-safe log destination.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// start runs a Notifier for the test and closes it at the end.
-func start(t *testing.T, cfg Config) (*Notifier, *recorder, *logBuffer) {
+func start(t *testing.T, cfg Config) (*Notifier, *recorder, *testutil.Buffer) {
 	t.Helper()
-	rec, logs := &recorder{}, &logBuffer{}
+	rec, logs := &recorder{}, &testutil.Buffer{}
 	cfg.Observer = rec
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := New(cfg)

@@ -11,12 +11,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // loopLive is how many sessions the epoll loops serve; -1 when none runs.
@@ -409,7 +410,7 @@ func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
 		return orig(ep, evs, msec)
 	}
 	t.Cleanup(func() { epollWait = orig })
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	b := newBackend(t, "echo")
 	s, addr, rec := startServer(t, Config{Engine: EngineEpoll,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -444,22 +445,4 @@ func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
 	if got := s.loopLive(); got != 1 {
 		t.Fatalf("epoll loop serves %d sessions; want 1 (a new loop)", got)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

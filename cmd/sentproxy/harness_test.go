@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +33,7 @@ type harness struct {
 	app    *app
 	addr   string // proxy listen address
 	web    string // HTTP endpoints
-	logBuf *lockedBuffer
+	logBuf *testutil.Buffer
 
 	mu     sync.Mutex
 	events []routeEvent
@@ -46,26 +45,9 @@ type routeEvent struct {
 	at   time.Time
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startHarness(t *testing.T, topo *redisproc.Topology, mutate func(*appConfig)) *harness {
 	t.Helper()
-	h := &harness{t: t, topo: topo, logBuf: &lockedBuffer{}}
+	h := &harness{t: t, topo: topo, logBuf: &testutil.Buffer{}}
 	cfg := appConfig{
 		routes:    []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
 		discovery: discovery.Config{Sentinels: topo.SentinelAddrs(), Timeout: 500 * time.Millisecond},

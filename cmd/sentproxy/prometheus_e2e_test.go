@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // testNoMasterAlert is the test's copy of SentproxyNoMaster: the same
@@ -209,7 +211,7 @@ func writeFile(t *testing.T, path, content string) {
 type promServer struct {
 	t    *testing.T
 	base string // http://127.0.0.1:port
-	log  *lockedBuffer
+	log  *testutil.Buffer
 }
 
 // startPrometheus starts Prometheus on a free loopback port and waits until
@@ -225,7 +227,7 @@ func startPrometheus(t *testing.T, bin, config, data string) *promServer {
 			t.Fatal(err)
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p := &promServer{t: t, base: "http://" + addr, log: &lockedBuffer{}}
+		p := &promServer{t: t, base: "http://" + addr, log: &testutil.Buffer{}}
 		cmd := exec.Command(bin,
 			"--config.file="+config,
 			"--storage.tsdb.path="+data,
