@@ -19,8 +19,8 @@
 //   - In ModeTCP with EngineEpoll (Linux, and the default there) the
 //     sockets leave Go's netpoller and a level-triggered epoll loop
 //     (Config.EventLoops per Server, one by default) reads each message
-//     once and writes it at once, keeping bytes only while the other
-//     side's socket is full. An idle loop parks on Go's netpoller like any
+//     once and writes it on at the end of the batch, keeping bytes only
+//     while the other side's socket is full. An idle loop parks on Go's netpoller like any
 //     goroutine; a busy one takes its epoll descriptor out of the
 //     netpoller's watch, so that the runtime is not woken for events the
 //     loop reads anyway. A cut closes both descriptors from the cutting
