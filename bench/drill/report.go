@@ -114,7 +114,7 @@ func Report(env Env, cfg Config, results []*ScenarioResult) string {
 		cfg.Runs, cfg.Clients, cfg.Rate, cfg.Warmup, cfg.Tail, cfg.Deadline)
 
 	b.WriteString("All contenders run at the same time, against the same topology and the same fault, each on its own keys (`drill:<contender>:<client>:...`):\n\n")
-	b.WriteString("- **sentproxy tcp**: `sentproxy run --proxy.mode=tcp`; **sentproxy resp**: a second sentproxy process with `--proxy.mode=resp`. Both are given the three Sentinels.\n")
+	b.WriteString("- **sentproxy tcp**: `sentproxy run --proxy.mode=tcp --proxy.engine=splice`; **sentproxy tcp, epoll engine**: a second sentproxy process with `--proxy.engine=epoll` (the default on Linux); **sentproxy resp**: a third with `--proxy.mode=resp`. All are given the three Sentinels.\n")
 	b.WriteString("- **HAProxy role check**: HAProxy in `mode tcp` with every data node as a server, `tcp-check` for `role:master` in INFO replication, `inter 1s`, `on-marked-down shutdown-sessions` (the setup commonly recommended in front of Sentinel).\n")
 	b.WriteString("- **go-redis FailoverClient**: `redis.NewFailoverClient` in the drill process, talking to the Sentinels itself.\n\n")
 	b.WriteString("Clients of the proxies are plain single-node go-redis v9 clients (`redis.NewClient`, not Sentinel-aware). Every client has PoolSize 1, **MaxRetries -1 (no retries: a retried INCR whose first attempt reached Redis would count twice, and a hidden retry would hide the error this drill counts)**, and a **10 s read timeout**, so a request to a frozen master fails after 10 s at most.\n\n")

@@ -189,7 +189,7 @@ func Report(env lab.Env, cfg Config, runs []Run) string {
 	b.WriteString("## Latency at moderate load: open-loop fixed rate\n\n")
 	fmt.Fprintf(&b, "Command: `%s` (%s)\n\n", env.Command, env.Date)
 	fmt.Fprintf(&b, "Machine: %s CPUs, shared by Redis, the proxies and the load generator (and other work on the machine); %s; %s; sentproxy %s built with %s. "+
-		"Everything on loopback. Targets: **direct** = the master redis-server; **tcp** and **resp** = sentproxy `--proxy.mode=tcp` / `resp` (default flags) following a master, one replica and three Sentinels (quorum 2); "+
+		"Everything on loopback. Targets: **direct** = the master redis-server; **tcp**, **epoll** and **resp** = sentproxy `--proxy.mode=tcp --proxy.engine=splice`, `--proxy.mode=tcp --proxy.engine=epoll` (the default on Linux) and `--proxy.mode=resp`, other flags at their defaults, following a master, one replica and three Sentinels (quorum 2); "+
 		"**haproxy** = HAProxy `mode tcp`, `nbthread 1`, a single server (the master, no role check).\n\n",
 		env.NProc, env.Redis, env.HAProxy, env.Revision, env.GoVersion)
 	if env.Note != "" {
