@@ -17,6 +17,11 @@
 # Usage: bash bench/perfstat.sh
 # Env:   ROUNDS (default 3), CLIENTS (default "50 1000"), REQUESTS (default
 #        200000), TARGETS (default "splice epoll resp haproxy").
+#        Target "b" is a second epoll-engine sentproxy for A/B runs, set by
+#        B_BIN (another build; default this tree's), B_FLAGS (more flags,
+#        e.g. "--proxy.event-loops=2") and B_ENV (more environment, e.g.
+#        "GOMAXPROCS=1"): TARGETS="epoll b haproxy" B_BIN=/tmp/old/sentproxy
+#        compares two builds side by side in the same rounds.
 # Needs perf (Debian: linux-perf), redis-server, redis-sentinel,
 # redis-benchmark, haproxy, go and python3. Prints a Markdown table.
 set -euo pipefail
@@ -31,7 +36,7 @@ for b in perf redis-server redis-sentinel redis-cli redis-benchmark haproxy go p
   command -v "$b" >/dev/null 2>&1 || { echo "perfstat: $b not found (apt-get install -y linux-perf redis-server redis-sentinel redis-tools haproxy)" >&2; exit 1; }
 done
 for t in $TARGETS; do
-  case $t in splice | epoll | resp | haproxy) ;; *) echo "perfstat: unknown target $t" >&2; exit 2 ;; esac
+  case $t in splice | epoll | resp | haproxy | b) ;; *) echo "perfstat: unknown target $t" >&2; exit 2 ;; esac
 done
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-perfstat.XXXXXX")
@@ -84,12 +89,17 @@ measure() {
   case $target in
   haproxy) cmd=(haproxy -f "$OUT/haproxy.cfg") ;;
   *)
-    local mode=tcp engine=splice
+    local mode=tcp engine=splice bin="$OUT/sentproxy" flags=() env=()
     [ "$target" = resp ] && mode=resp
     [ "$target" = epoll ] && engine=epoll
-    cmd=("$OUT/sentproxy" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
+    if [ "$target" = b ]; then
+      engine=epoll bin=${B_BIN:-$bin}
+      read -r -a flags <<<"${B_FLAGS:-}"
+      read -r -a env <<<"${B_ENV:-}"
+    fi
+    cmd=(env "${env[@]}" "$bin" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
       --proxy.mode=$mode --proxy.engine=$engine --proxy.listen-address=127.0.0.1:$LPORT
-      --web.listen-address=127.0.0.1:0 --log.level=warn)
+      --web.listen-address=127.0.0.1:0 --log.level=warn "${flags[@]}")
     ;;
   esac
   perf stat -x, -o "$OUT/stat" -e "$events" -- "${cmd[@]}" >"$OUT/target.log" 2>&1 &
@@ -128,7 +138,9 @@ for c in $CLIENTS; do
   done
 done
 
-echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS); redis-benchmark -t get, pipeline 1; medians over rounds, per request"
+bset=""
+[[ " $TARGETS " == *" b "* ]] && bset=", b: B_BIN=${B_BIN:-this tree} B_FLAGS=\"${B_FLAGS:-}\" B_ENV=\"${B_ENV:-}\""
+echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS, TARGETS=\"$TARGETS\"$bset); redis-benchmark -t get, pipeline 1; medians over rounds, per request"
 echo
 echo "| clients | target | CPU µs | system calls | epoll waits | context switches | requests/s |"
 echo "|---:|---|---:|---:|---:|---:|---:|"
