@@ -105,12 +105,19 @@ measure() {
   perf stat -x, -o "$OUT/stat" -e "$events" -- "${cmd[@]}" >"$OUT/target.log" 2>&1 &
   local perf_pid=$! child=""
   pids+=("$perf_pid")
-  until_ok 10 bash -c "[ \"\$(redis-cli -p $LPORT ping)\" = PONG ]"
+  # Until the target answers; a target that exited (a bad B_FLAGS, say)
+  # is reported with its output at once rather than after the timeout.
+  local deadline=$((SECONDS + 10))
+  until [ "$(redis-cli -p "$LPORT" ping 2>/dev/null)" = PONG ]; do
+    kill -0 "$perf_pid" 2>/dev/null || die "$target exited before answering: $(tail -n 5 "$OUT/target.log")"
+    [ $SECONDS -lt $deadline ] || die "$target did not answer PING within 10 s"
+    sleep 0.1
+  done
   child=$(pgrep -P "$perf_pid" | head -n 1) || die "no $target process under perf"
   local rps
   rps=$(redis-benchmark -p "$LPORT" -c "$clients" -n "$REQUESTS" -t get --csv | awk -F'"' '/^"GET"/ {print $4}')
   kill -INT "$child"
-  local deadline=$((SECONDS + 15))
+  deadline=$((SECONDS + 15))
   while kill -0 "$perf_pid" 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || die "$target did not exit on SIGINT"
     sleep 0.1
