@@ -585,5 +585,5 @@ func noFileLimit() uint64 {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return 20000
 	}
-	return l.Cur
+	return uint64(l.Cur) // int64 on the BSDs
 }
