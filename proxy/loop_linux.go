@@ -429,9 +429,7 @@ func (el *eventLoop) fail(err error) {
 		// touches el's descriptors after they are closed below.
 		p.ss.cut(ReasonInternalError)
 	}
-	unix.Close(el.wake)
-	el.park.Close()
-	unix.Close(el.ep)
+	el.release()
 }
 
 // disarmAfter is how many waits in a row must find events without parking
@@ -522,10 +520,15 @@ func (el *eventLoop) idle() bool {
 		return false
 	}
 	el.s.loops[el.slot] = nil
+	el.release()
+	return true
+}
+
+// release closes the loop's own descriptors, once it serves no session.
+func (el *eventLoop) release() {
 	unix.Close(el.wake)
 	el.park.Close()
 	unix.Close(el.ep)
-	return true
 }
 
 // serve handles one readiness event on e. Bytes it reads are written on by
