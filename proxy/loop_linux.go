@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -71,6 +72,10 @@ type eventLoop struct {
 	used   int               // bytes of buf holding this batch's reads
 	reads  []loopRead        // this batch's reads, written on by flush
 	evs    []unix.EpollEvent // filled by poll
+
+	// partFlushes counts batches written in parts because their reads
+	// outgrew buf: rare, and the tests' proof that this path ran.
+	partFlushes atomic.Int64
 
 	// parkPoll is wait's poll inside rc.Read, made once: a closure made
 	// per wait would cost allocations per wait.
@@ -540,6 +545,7 @@ func (el *eventLoop) release() {
 // throughput, and 2 % and 7 % less CPU per request.
 func (el *eventLoop) serve(e *loopEnd, events uint32) {
 	if loopBufSize-el.used < minRead {
+		el.partFlushes.Add(1)
 		el.flush()
 	}
 	p := e.pair

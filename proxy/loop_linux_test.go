@@ -499,4 +499,7 @@ func TestEpollEngineBatchLargerThanBufferKeepsEachStream(t *testing.T) {
 	if got := s.loopLive(); got != n+1 {
 		t.Fatalf("epoll loop serves %d sessions; want %d", got, n+1)
 	}
+	if el.partFlushes.Load() == 0 {
+		t.Fatal("no batch outgrew the loop's buffer: the write in parts was not exercised")
+	}
 }
