@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -67,11 +68,16 @@ type eventLoop struct {
 	rc     syscall.RawConn // park's
 	armed  bool            // ep is in park
 	busy   int             // waits in a row, while armed, that did not park
-	wake   int             // eventfd, to make the loop look at live again
-	buf    []byte
-	used   int               // bytes of buf holding this batch's reads
-	reads  []loopRead        // this batch's reads, written on by flush
-	evs    []unix.EpollEvent // filled by poll
+	// holding: the loop waits in hold, keeping its P, and counts in
+	// holders; holds counts its waits there, to look at GOMAXPROCS again
+	// now and then.
+	holding bool
+	holds   int
+	wake    int // eventfd, to make the loop look at live again
+	buf     []byte
+	used    int               // bytes of buf holding this batch's reads
+	reads   []loopRead        // this batch's reads, written on by flush
+	evs     []unix.EpollEvent // filled by poll
 
 	// partFlushes counts batches written in parts because their reads
 	// outgrew buf: rare, and the tests' proof that this path ran.
@@ -441,22 +447,55 @@ func (el *eventLoop) fail(err error) {
 // before the loop takes ep out of park; a variable for tests.
 var disarmAfter = 16
 
-// wait returns at least one event, or why it cannot wait. It polls ep
-// without blocking; when that finds nothing, the loop parks on Go's
-// netpoller like any goroutine, through park, which holds ep. It blocks in
-// a system call only when ep cannot be added to park (block).
+// holdIdleMS is how long, in milliseconds, a loop waits in hold before it
+// gives its P back and parks; a variable for tests.
+var holdIdleMS = 5
+
+// holdAllowed is false in tests of the parking path alone.
+var holdAllowed = true
+
+// holders counts the loops, of every Server, waiting in hold: each keeps
+// a P, and at least one P is always left to the rest of the process.
+var holders atomic.Int32
+
+// wait returns at least one event, or why it cannot wait. A busy loop
+// waits in hold, as HAProxy waits: in epoll_wait on ep, its thread woken
+// by the kernel. After holdIdleMS with nothing, or when no P can be
+// spared for it, it polls ep without blocking and, when that finds
+// nothing, parks on Go's netpoller like any goroutine, through park,
+// which holds ep. It blocks in a system call the runtime knows of only
+// when ep cannot be added to park (block).
 //
-// Why two descriptors: a loop blocked in epoll_wait had its P taken and
-// handed back by the runtime, with sysmon waking every 20 µs to do it
-// (16 % of the proxy's CPU samples under redis-benchmark -c 50 GET). But
-// while ep is watched by the netpoller, every new event in it also wakes
-// the runtime's idle thread blocked in the netpoller's own epoll_wait,
-// though the loop, busy, will read the event itself: at 1,000 clients that
-// was 0.6 context switches and 0.8 epoll_pwait calls per request. So ep
-// is in park only while the loop may park: it is added before the loop
-// parks and taken out once disarmAfter waits in a row found events
-// without parking.
+// Why hold: a parked loop is woken through the runtime: the netpoller's
+// thread wakes, takes a P and runs the loop, which polls ep again; that
+// cost a fifth of the proxy's CPU per request with one client (54 against
+// HAProxy's 44 µs) and 7.7 epoll_wait calls per request against
+// HAProxy's 2. Held, the loop makes HAProxy's 2 and its CPU per request
+// falls to HAProxy's (bench/perfstat.sh; bench/RESULTS.md).
+//
+// Why two descriptors for parking: a loop blocked in epoll_wait through
+// a system call the runtime knows of has its P taken and handed back,
+// with sysmon waking every 20 µs to do it (16 % of the proxy's CPU
+// samples under redis-benchmark -c 50 GET). But while ep is watched by
+// the netpoller, every new event in it also wakes the runtime's idle
+// thread blocked in the netpoller's own epoll_wait, though the loop,
+// busy, will read the event itself: at 1,000 clients that was 0.6
+// context switches and 0.8 epoll_pwait calls per request. So ep is in
+// park only while the loop may park: it is added before the loop parks
+// and taken out once disarmAfter waits in a row found events without
+// parking, or when the loop starts to hold.
 func (el *eventLoop) wait() (int, error) {
+	if el.holding || el.claimHold() {
+		n, err := el.hold()
+		if n == 0 && err == nil {
+			el.dropHold() // idle: give the P back and park
+		} else if el.holds++; el.holds%1024 == 0 && !holdFits() {
+			el.dropHold() // GOMAXPROCS was lowered
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
 	if !el.armed {
 		if n, err := el.poll(); n > 0 || err != nil {
 			return n, err
@@ -482,6 +521,69 @@ func (el *eventLoop) wait() (int, error) {
 		}
 	}
 	return el.ready, nil
+}
+
+// claimHold makes the loop wait in hold from now on, if a P can be spared
+// for it: holders, this loop among them, must stay below GOMAXPROCS.
+func (el *eventLoop) claimHold() bool {
+	if !holdAllowed {
+		return false
+	}
+	holders.Add(1)
+	if !holdFits() {
+		holders.Add(-1)
+		return false
+	}
+	el.holding, el.holds = true, 0
+	// Events now reach the loop alone, not the netpoller too.
+	if el.armed && armCtl(el.parkfd, unix.EPOLL_CTL_DEL, el.ep, unix.EpollEvent{}) == nil {
+		el.armed, el.busy = false, 0
+	}
+	return true
+}
+
+func holdFits() bool { return int(holders.Load()) < runtime.GOMAXPROCS(0) }
+
+func (el *eventLoop) dropHold() {
+	if el.holding {
+		el.holding = false
+		holders.Add(-1)
+	}
+}
+
+// hold waits up to holdIdleMS in epoll_wait on ep, in a raw system call:
+// the runtime takes the loop for a running goroutine, so it neither hands
+// its P to another thread nor gives it back through the scheduler, and
+// the kernel wakes this thread itself. It returns 0 when nothing came.
+//
+// The P stays with the loop while it waits; the rest of the process runs
+// on the others (holders). When the runtime needs this one (a GC stop,
+// sysmon after 10 ms), it signals the thread: epoll_wait returns EINTR and
+// the loop yields. With asynchronous preemption turned off
+// (GODEBUG=asyncpreemptoff=1) no signal comes, and such a stop waits for
+// the next event or for holdIdleMS.
+func (el *eventLoop) hold() (int, error) {
+	for {
+		n, errno := holdWait(el.ep, el.evs, holdIdleMS)
+		switch errno {
+		case 0:
+			return n, nil
+		case unix.EINTR:
+			runtime.Gosched()
+		default:
+			return 0, fmt.Errorf("proxy: epoll_wait: %w", errno)
+		}
+	}
+}
+
+// holdWait is hold's epoll_wait; a variable so that a test can make the
+// loop fail there.
+var holdWait = rawEpollWait
+
+func rawEpollWait(ep int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
+	r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep),
+		uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), uintptr(msec), 0, 0)
+	return int(r), errno
 }
 
 // poll is epoll_pwait on ep into evs with a zero timeout.
@@ -531,6 +633,7 @@ func (el *eventLoop) idle() bool {
 
 // release closes the loop's own descriptors, once it serves no session.
 func (el *eventLoop) release() {
+	el.dropHold()
 	unix.Close(el.wake)
 	el.park.Close()
 	unix.Close(el.ep)

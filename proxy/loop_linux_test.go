@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +47,18 @@ func (s *Server) loopsLive() []int {
 		}
 	}
 	return out
+}
+
+// parkOnly keeps the loops out of hold for one test of the parking path.
+func parkOnly(t *testing.T) {
+	holdAllowed = false
+	t.Cleanup(func() { holdAllowed = true })
+}
+
+// withProcs sets GOMAXPROCS for one test.
+func withProcs(t *testing.T, n int) {
+	orig := runtime.GOMAXPROCS(n)
+	t.Cleanup(func() { runtime.GOMAXPROCS(orig) })
 }
 
 // The epoll engine carries the connections (it is not silently falling
@@ -302,6 +316,7 @@ func stubArmCtl(t *testing.T, fail error) (adds, dels *atomic.Int32) {
 // the loop reads anyway), and adds it back before it parks again; every
 // byte arrives either way.
 func TestEpollEngineDisarmsWhenBusyAndRearmsToPark(t *testing.T) {
+	parkOnly(t)
 	adds, dels := stubArmCtl(t, nil)
 	orig := disarmAfter
 	disarmAfter = 2 // the default 16 needs more traffic than a test should make
@@ -374,6 +389,7 @@ func TestEpollEngineDisarmsWhenBusyAndRearmsToPark(t *testing.T) {
 // epoll_wait instead: it still serves its connections, and a nudge still
 // releases it after the last one.
 func TestEpollEngineWaitsInEpollWaitWhenParkFails(t *testing.T) {
+	parkOnly(t)
 	adds, _ := stubArmCtl(t, unix.ENOSPC)
 	b := newBackend(t, "echo")
 	s, addr, rec := startServer(t, Config{Engine: EngineEpoll})
@@ -396,20 +412,55 @@ func TestEpollEngineWaitsInEpollWaitWhenParkFails(t *testing.T) {
 
 // A loop whose epoll_wait fails (a bug: a bad descriptor) must not take the
 // process or the route with it. Tried: epoll_wait returning EBADF while two
-// clients are attached. Their connections are cut with reason
+// clients are attached, in each of the loop's blocking waits (hold, and
+// block when it cannot park). Their connections are cut with reason
 // internal_error, the error is logged, and the next client is served by a
 // new loop.
 func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
-	stubArmCtl(t, unix.ENOSPC) // the loop waits in block, through epollWait
-	var failing atomic.Bool
-	orig := epollWait
-	epollWait = func(ep int, evs []unix.EpollEvent, msec int) (int, error) {
-		if failing.Load() {
-			return 0, unix.EBADF
+	t.Run("hold", func(t *testing.T) {
+		withProcs(t, max(2, runtime.GOMAXPROCS(0))) // a P to spare for hold
+		holdIdleMS = 60_000                         // and it never parks
+		t.Cleanup(func() { holdIdleMS = 5 })
+		var failing atomic.Bool
+		orig := holdWait
+		var failed atomic.Bool
+		holdWait = func(ep int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
+			if failing.Load() {
+				failed.Store(true)
+				return 0, unix.EBADF
+			}
+			return orig(ep, evs, msec)
 		}
-		return orig(ep, evs, msec)
-	}
-	t.Cleanup(func() { epollWait = orig })
+		t.Cleanup(func() { holdWait = orig })
+		testLoopFailure(t, &failing)
+		if !failed.Load() {
+			t.Fatal("the loop did not fail in hold")
+		}
+	})
+	t.Run("block", func(t *testing.T) {
+		parkOnly(t)
+		stubArmCtl(t, unix.ENOSPC) // the loop waits in block, through epollWait
+		var failing atomic.Bool
+		orig := epollWait
+		var failed atomic.Bool
+		epollWait = func(ep int, evs []unix.EpollEvent, msec int) (int, error) {
+			if failing.Load() {
+				failed.Store(true)
+				return 0, unix.EBADF
+			}
+			return orig(ep, evs, msec)
+		}
+		t.Cleanup(func() { epollWait = orig })
+		testLoopFailure(t, &failing)
+		if !failed.Load() {
+			t.Fatal("the loop did not fail in block")
+		}
+	})
+}
+
+// testLoopFailure makes the loop's blocking wait fail, through failing,
+// with two clients attached.
+func testLoopFailure(t *testing.T, failing *atomic.Bool) {
 	var logs testutil.Buffer
 	b := newBackend(t, "echo")
 	s, addr, rec := startServer(t, Config{Engine: EngineEpoll,
@@ -437,6 +488,9 @@ func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "event loop failed") || !strings.Contains(logs.String(), "bad file descriptor") {
 		t.Fatalf("log does not report the failure:\n%s", logs.String())
+	}
+	if n := holders.Load(); n != 0 {
+		t.Fatalf("%d loops still counted as holding a P after the failure", n)
 	}
 
 	failing.Store(false)
@@ -501,5 +555,117 @@ func TestEpollEngineBatchLargerThanBufferKeepsEachStream(t *testing.T) {
 	}
 	if el.partFlushes.Load() == 0 {
 		t.Fatal("no batch outgrew the loop's buffer: the write in parts was not exercised")
+	}
+}
+
+// A loop waiting in hold keeps its P in a raw epoll_wait, so the runtime
+// cannot take that P back by itself: it must signal the thread. Tried:
+// three garbage collections (each stops the world) while the loop holds,
+// with holdIdleMS too long to rescue a stuck stop. Each finishes, and the
+// loop still serves afterwards.
+func TestEpollEngineHoldYieldsToTheRuntime(t *testing.T) {
+	withProcs(t, max(2, runtime.GOMAXPROCS(0)))
+	holdIdleMS = 60_000
+	t.Cleanup(func() { holdIdleMS = 5 })
+	b := newBackend(t, "echo")
+	s, addr, _ := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "before")
+	// Once counted, the loop spends all but a few instructions of its
+	// time blocked in epoll_wait.
+	eventually(t, "loop holding", 2*time.Second, func() bool { return holders.Load() == 1 })
+	for i := range 3 {
+		done := make(chan struct{})
+		go func() {
+			runtime.GC()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("garbage collection %d did not finish in 10 s while a loop held its P", i+1)
+		}
+	}
+	roundTrip(t, c, "after")
+	c.Close()
+	eventually(t, "loop released", 2*time.Second, func() bool { return s.loopLive() == -1 && holders.Load() == 0 })
+}
+
+// Holding loops leave at least one P to the rest of the process: a loop
+// holds only while the holders, itself among them, are fewer than
+// GOMAXPROCS. Tried on the claim itself (a goroutine watching holders
+// needs a P of its own, so it could never see every P held), then with
+// traffic: two busy loops under GOMAXPROCS=2, then 1. Every message is
+// answered throughout.
+func TestEpollEngineHoldLeavesAPToTheRest(t *testing.T) {
+	withProcs(t, 2)
+	if n := holders.Load(); n != 0 {
+		t.Fatalf("%d loops of earlier tests still hold", n)
+	}
+	var one, two eventLoop
+	if !one.claimHold() {
+		t.Fatal("no loop may hold under GOMAXPROCS=2")
+	}
+	if two.claimHold() {
+		t.Fatal("a second loop holds under GOMAXPROCS=2, leaving no P to the rest")
+	}
+	one.dropHold()
+	if !two.claimHold() {
+		t.Fatal("a loop may not hold once the other gave its P back")
+	}
+	two.dropHold()
+	runtime.GOMAXPROCS(1)
+	if one.claimHold() {
+		t.Fatal("a loop holds the only P (GOMAXPROCS=1)")
+	}
+	if n := holders.Load(); n != 0 {
+		t.Fatalf("holders is %d after every claim was dropped or refused", n)
+	}
+
+	runtime.GOMAXPROCS(2)
+	b := newBackend(t, "echo")
+	s, addr, _ := startServer(t, Config{Engine: EngineEpoll, EventLoops: 2})
+	s.SetMaster(b.addr())
+	c1, c2 := dial(t, addr), dial(t, addr)
+	roundTrip(t, c1, "one")
+	roundTrip(t, c2, "two")
+	if got := s.loopsLive(); len(got) != 2 || got[0] != 1 || got[1] != 1 {
+		t.Fatalf("sessions per loop %v; want one on each of two", got)
+	}
+	for i := range 200 {
+		roundTrip(t, c1, fmt.Sprintf("one %d", i))
+		roundTrip(t, c2, fmt.Sprintf("two %d", i))
+	}
+	runtime.GOMAXPROCS(1)
+	eventually(t, "holder idle and parked", 2*time.Second, func() bool { return holders.Load() == 0 })
+	for i := range 50 {
+		roundTrip(t, c1, fmt.Sprintf("one %d", i))
+		roundTrip(t, c2, fmt.Sprintf("two %d", i))
+	}
+	if n := holders.Load(); n != 0 {
+		t.Fatalf("%d loops hold the only P (GOMAXPROCS=1)", n)
+	}
+}
+
+// A loop idle for holdIdleMS gives its P back and parks on the netpoller;
+// the next message wakes it through the netpoller, and it holds again.
+func TestEpollEngineHoldParksWhenIdle(t *testing.T) {
+	withProcs(t, max(2, runtime.GOMAXPROCS(0)))
+	adds, dels := stubArmCtl(t, nil)
+	b := newBackend(t, "echo")
+	s, addr, _ := startServer(t, Config{Engine: EngineEpoll})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "first")
+	eventually(t, "parked after holdIdleMS", 2*time.Second, func() bool {
+		return holders.Load() == 0 && adds.Load() > 0
+	})
+	roundTrip(t, c, "wakes the parked loop")
+	// Holding again takes ep out of the netpoller's watch.
+	eventually(t, "holding again", 2*time.Second, func() bool { return dels.Load() > 0 })
+	roundTrip(t, c, "third")
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loop serves %d sessions; want 1", got)
 	}
 }
