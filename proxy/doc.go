@@ -20,10 +20,12 @@
 //     sockets leave Go's netpoller and a level-triggered epoll loop
 //     (Config.EventLoops per Server, one by default) reads each message
 //     once and writes it on at the end of the batch, keeping bytes only
-//     while the other side's socket is full. An idle loop parks on Go's netpoller like any
-//     goroutine; a busy one takes its epoll descriptor out of the
-//     netpoller's watch, so that the runtime is not woken for events the
-//     loop reads anyway. A cut closes both descriptors from the cutting
+//     while the other side's socket is full. A busy loop waits in
+//     epoll_wait itself, as HAProxy does, keeping its P; at least one P
+//     is always left to the rest of the process. After 5 ms with nothing
+//     to do, or when no P can be spared, it parks on Go's netpoller like
+//     any goroutine, its epoll descriptor in the netpoller's watch only
+//     while it may park. A cut closes both descriptors from the cutting
 //     goroutine under the connection's lock, so the invariant above holds
 //     for both engines; a loop's goroutine exits when it serves no
 //     connection, and a loop that cannot wait cuts its own connections

@@ -467,11 +467,11 @@ var holders atomic.Int32
 // when ep cannot be added to park (block).
 //
 // Why hold: a parked loop is woken through the runtime: the netpoller's
-// thread wakes, takes a P and runs the loop, which polls ep again; that
-// cost a fifth of the proxy's CPU per request with one client (54 against
-// HAProxy's 44 µs) and 7.7 epoll_wait calls per request against
-// HAProxy's 2. Held, the loop makes HAProxy's 2 and its CPU per request
-// falls to HAProxy's (bench/perfstat.sh; bench/RESULTS.md).
+// thread wakes, takes a P and runs the loop, which polls ep again. With
+// one client that cost 59–63 µs of CPU per request against HAProxy's
+// 47–48, and 7.7 epoll_wait calls per request against HAProxy's 2. Held,
+// the loop makes 2 calls and spends 48–49 µs (bench/perfstat.sh;
+// bench/RESULTS.md).
 //
 // Why two descriptors for parking: a loop blocked in epoll_wait through
 // a system call the runtime knows of has its P taken and handed back,
@@ -588,11 +588,10 @@ func rawEpollWait(ep int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) 
 
 // poll is epoll_pwait on ep into evs with a zero timeout.
 func (el *eventLoop) poll() (int, error) {
-	r, _, errno := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(el.ep),
-		uintptr(unsafe.Pointer(&el.evs[0])), uintptr(len(el.evs)), 0, 0, 0)
+	n, errno := rawEpollWait(el.ep, el.evs, 0)
 	switch errno {
 	case 0:
-		return int(r), nil
+		return n, nil
 	case unix.EINTR:
 		return 0, nil
 	default:

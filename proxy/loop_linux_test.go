@@ -421,46 +421,48 @@ func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
 		withProcs(t, max(2, runtime.GOMAXPROCS(0))) // a P to spare for hold
 		holdIdleMS = 60_000                         // and it never parks
 		t.Cleanup(func() { holdIdleMS = 5 })
-		var failing atomic.Bool
+		var f failSwitch
 		orig := holdWait
-		var failed atomic.Bool
 		holdWait = func(ep int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
-			if failing.Load() {
-				failed.Store(true)
+			if f.fail() {
 				return 0, unix.EBADF
 			}
 			return orig(ep, evs, msec)
 		}
 		t.Cleanup(func() { holdWait = orig })
-		testLoopFailure(t, &failing)
-		if !failed.Load() {
-			t.Fatal("the loop did not fail in hold")
-		}
+		testLoopFailure(t, &f)
 	})
 	t.Run("block", func(t *testing.T) {
 		parkOnly(t)
 		stubArmCtl(t, unix.ENOSPC) // the loop waits in block, through epollWait
-		var failing atomic.Bool
+		var f failSwitch
 		orig := epollWait
-		var failed atomic.Bool
 		epollWait = func(ep int, evs []unix.EpollEvent, msec int) (int, error) {
-			if failing.Load() {
-				failed.Store(true)
+			if f.fail() {
 				return 0, unix.EBADF
 			}
 			return orig(ep, evs, msec)
 		}
 		t.Cleanup(func() { epollWait = orig })
-		testLoopFailure(t, &failing)
-		if !failed.Load() {
-			t.Fatal("the loop did not fail in block")
-		}
+		testLoopFailure(t, &f)
 	})
 }
 
-// testLoopFailure makes the loop's blocking wait fail, through failing,
-// with two clients attached.
-func testLoopFailure(t *testing.T, failing *atomic.Bool) {
+// failSwitch makes a stubbed wait fail once on is set, and records that
+// it did.
+type failSwitch struct{ on, hit atomic.Bool }
+
+func (f *failSwitch) fail() bool {
+	if !f.on.Load() {
+		return false
+	}
+	f.hit.Store(true)
+	return true
+}
+
+// testLoopFailure makes the loop's blocking wait fail, through f, with
+// two clients attached.
+func testLoopFailure(t *testing.T, f *failSwitch) {
 	var logs testutil.Buffer
 	b := newBackend(t, "echo")
 	s, addr, rec := startServer(t, Config{Engine: EngineEpoll,
@@ -472,7 +474,7 @@ func testLoopFailure(t *testing.T, failing *atomic.Bool) {
 
 	// The loop is blocked in the real epoll_wait: a message wakes it, and
 	// its next wait fails.
-	failing.Store(true)
+	f.on.Store(true)
 	if _, err := io.WriteString(c1, "three"); err != nil {
 		t.Fatal(err)
 	}
@@ -489,11 +491,14 @@ func testLoopFailure(t *testing.T, failing *atomic.Bool) {
 	if !strings.Contains(logs.String(), "event loop failed") || !strings.Contains(logs.String(), "bad file descriptor") {
 		t.Fatalf("log does not report the failure:\n%s", logs.String())
 	}
+	if !f.hit.Load() {
+		t.Fatal("the loop failed, but not in the stubbed wait")
+	}
 	if n := holders.Load(); n != 0 {
 		t.Fatalf("%d loops still counted as holding a P after the failure", n)
 	}
 
-	failing.Store(false)
+	f.on.Store(false)
 	c3 := dial(t, addr)
 	roundTrip(t, c3, "four")
 	if got := s.loopLive(); got != 1 {

@@ -37,4 +37,7 @@ if [ $# -eq 0 ] && [ "$(uname -s)" = Linux ]; then
   SENTPROXY_PROXY_ENGINE=splice go test -race -count=1 -timeout 8m ./proxy
   SENTPROXY_PROXY_ENGINE=splice go test -race -count=1 -timeout 8m \
     -run 'TestFailoverBy|TestFailoverWithOneSentinelDown|TestAllSentinelsDown|TestTwoRoutesUnderOneSentinelSet' ./cmd/sentproxy
+  # The epoll engine's tests with one P, where no loop may hold and every
+  # loop parks on the netpoller (the run above holds where it has 2 CPUs).
+  GOMAXPROCS=1 go test -race -count=1 -timeout 5m -run 'TestEpollEngine' ./proxy
 fi

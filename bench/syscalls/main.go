@@ -5,11 +5,11 @@
 // slows what it traces). It compares sentproxy in tcp mode (both engines)
 // and resp mode with HAProxy (mode tcp, one thread) in the same run.
 //
-// Why it exists: tcp mode's default engine copies with io.Copy between the
+// Why it exists: tcp mode's splice engine copies with io.Copy between the
 // raw TCP connections, which Go turns into splice(2) through a pipe, and
 // Go's netpoller reads until EAGAIN before it parks. That fixes how many
 // system calls a message costs; this program measures it next to the epoll
-// engine's and HAProxy's.
+// engine's (the default on Linux) and HAProxy's.
 //
 // It writes the "syscalls" section of bench/RESULTS.md. From the
 // repository root (needs strace, redis-server, redis-sentinel,
@@ -344,6 +344,6 @@ func report(targets []target, res map[string]*measurement, o options, env lab.En
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %.2f | %s |\n", t.name, lab.Median(m.user), lab.Median(m.system), sum(m.calls), sum(m.errors), strings.Join(parts, ", "))
 	}
-	b.WriteString("\nA GET through a proxy is two messages (request in, reply out). HAProxy reads a message, writes it, and on a short read waits for epoll without reading again. Go's netpoller reads until EAGAIN before it parks, so each message costs a third call; in tcp mode with the splice engine (`--proxy.engine=splice`) the calls are splice(2) (socket to pipe, pipe to socket), from io.Copy between the raw connections. The epoll engine (`--proxy.engine=epoll`, the default on Linux) works as HAProxy does: one level-triggered epoll loop reads once per readiness event and writes once at the end of the batch, so two calls per message. Its epoll_pwait calls are the loop's own non-blocking polls plus Go's netpoller, on which the loop parks when a poll finds nothing: one park per batch of events, not per message. How many batches a request takes depends on the timing, which strace changes.\n")
+	b.WriteString("\nA GET through a proxy is two messages (request in, reply out). HAProxy reads a message, writes it, and on a short read waits for epoll without reading again. Go's netpoller reads until EAGAIN before it parks, so each message costs a third call; in tcp mode with the splice engine (`--proxy.engine=splice`) the calls are splice(2) (socket to pipe, pipe to socket), from io.Copy between the raw connections. The epoll engine (`--proxy.engine=epoll`, the default on Linux) works as HAProxy does: one level-triggered epoll loop reads once per readiness event and writes once at the end of the batch, so two calls per message. While busy, the loop waits in epoll_pwait itself, as HAProxy waits in epoll_wait: one call per batch of events, not per message; after 5 ms idle it parks on Go's netpoller instead, which adds the netpoller's calls. How many batches a request takes depends on the timing, which strace changes.\n")
 	return b.String()
 }
