@@ -14,12 +14,6 @@ type View struct {
 	Flags    []string // the master's flags as this Sentinel sees them (master, s_down, o_down, ...)
 	Err      error    // why this Sentinel gave no usable view; nil when it did
 	NotReady string   // set when the Sentinel answered but its address is a placeholder or does not resolve
-	// Promoted is set by the Sentinel leading a failover once it has
-	// promoted a replica: the replica's address, which it already gives
-	// for the master (SENTINEL GET-MASTER-ADDR-BY-NAME) and announces to
-	// its peers at the new config-epoch, while its SENTINEL MASTER still
-	// shows the old master until the failover ends.
-	Promoted string
 }
 
 // answered reports whether the Sentinel replied at all (a not-ready address
@@ -68,14 +62,7 @@ func decide(views []View) verdict {
 			v.maxEpoch = sv.Epoch
 			first = false
 		}
-		switch {
-		case sv.Promoted != "":
-			// The leader backs the replica it promoted, as its peers do
-			// once its hello reaches them. Without its vote, a peer the
-			// hello reached late left a follower alone at the new epoch
-			// until the failover ended, a second later.
-			support[key{sv.Promoted, sv.Epoch}]++
-		case sv.Addr != "" && sv.NotReady == "":
+		if sv.Addr != "" && sv.NotReady == "" {
 			support[key{sv.Addr, sv.Epoch}]++
 		}
 	}
@@ -103,8 +90,7 @@ func decide(views []View) verdict {
 	v.ok = true
 	for _, sv := range views {
 		// Only the Sentinel leading a failover flags it, at the start,
-		// before it promotes a replica; the others follow later. The flag
-		// is about the master it replaces (Addr), not the one it promoted.
+		// before it promotes a replica; the others follow later.
 		if sv.answered() && sv.Addr == best.addr && sv.hasFlag("failover_in_progress") && v.failingOver == "" {
 			v.failingOver = sv.Sentinel
 		}
@@ -126,8 +112,6 @@ func summarize(views []View) string {
 			parts = append(parts, sv.Sentinel+"=unreachable")
 		case sv.NotReady != "":
 			parts = append(parts, fmt.Sprintf("%s=not-ready@%d", sv.Sentinel, sv.Epoch))
-		case sv.Promoted != "":
-			parts = append(parts, fmt.Sprintf("%s=%s->%s@%d", sv.Sentinel, sv.Addr, sv.Promoted, sv.Epoch))
 		default:
 			parts = append(parts, fmt.Sprintf("%s=%s@%d", sv.Sentinel, sv.Addr, sv.Epoch))
 		}

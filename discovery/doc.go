@@ -6,12 +6,7 @@
 // first: it asks every known Sentinel SENTINEL MASTER, takes the address that
 // a strict majority of the answering Sentinels report at the newest
 // config-epoch any of them reports, and verifies it with ROLE. Only a
-// verified address is published. A Sentinel leading a failover (the master
-// flagged failover_in_progress) is also asked SENTINEL
-// GET-MASTER-ADDR-BY-NAME: once it has promoted a replica it backs that
-// replica at the new config-epoch, as its peers do when its hello reaches
-// them, though its SENTINEL MASTER shows the old master until the failover
-// ends.
+// verified address is published.
 //
 // Invariants:
 //   - A Sentinel's +switch-master message only wakes the check; it never

@@ -658,9 +658,6 @@ func (w *Watcher) askSentinel(ctx context.Context, s *sentinel) View {
 	if err == nil {
 		v, err = w.parseMaster(ctx, s.addr, m)
 	}
-	if err == nil && v.hasFlag("failover_in_progress") {
-		v.Promoted = w.promoted(ctx, s, v.Addr)
-	}
 	if err != nil {
 		v.Err = fmt.Errorf("discovery: SENTINEL MASTER %q via %s: %w", w.cfg.MasterName, s.addr, err)
 	}
@@ -729,27 +726,6 @@ func (w *Watcher) parseMaster(ctx context.Context, sentinelAddr string, m map[st
 		v.NotReady = why
 	}
 	return v, nil
-}
-
-// promoted asks a Sentinel leading a failover which address it gives for
-// the master. Once it has promoted a replica (failover state reconf-slaves
-// and later) that is the replica's, though SENTINEL MASTER shows the old
-// master until the failover ends; before, the old master's. It returns the
-// promoted replica's address, or "" when there is none or the answer is
-// in any doubt (an error, a malformed reply, an unroutable host).
-func (w *Watcher) promoted(ctx context.Context, s *sentinel, old string) string {
-	hp, err := s.client.GetMasterAddrByName(ctx, w.cfg.MasterName).Result()
-	if err != nil || len(hp) != 2 {
-		return ""
-	}
-	p, err := strconv.Atoi(hp[1])
-	if err != nil || p < 1 || p > 65535 || w.checkHost(ctx, hp[0]) != "" {
-		return ""
-	}
-	if addr := net.JoinHostPort(hp[0], strconv.Itoa(p)); addr != old {
-		return addr
-	}
-	return ""
 }
 
 // checkHost says why an announced host cannot be routed to, or "" if it can.
