@@ -31,11 +31,8 @@ type checkResult struct {
 }
 
 type checkView struct {
-	Sentinel string `json:"sentinel"`
-	Master   string `json:"master,omitempty"`
-	// Promoted is the replica a Sentinel leading a failover has promoted
-	// and already gives as the master.
-	Promoted string   `json:"promoted,omitempty"`
+	Sentinel string   `json:"sentinel"`
+	Master   string   `json:"master,omitempty"`
 	Epoch    int64    `json:"config_epoch"`
 	Flags    []string `json:"flags,omitempty"`
 	Error    string   `json:"error,omitempty"`
@@ -88,7 +85,7 @@ func (c *CheckCmd) Run(g *globals) error {
 func toCheckResult(st discovery.Status) checkResult {
 	r := checkResult{MasterName: st.MasterName, Master: st.Addr, Epoch: st.Epoch, Reason: st.Reason}
 	for _, v := range st.Views {
-		cv := checkView{Sentinel: v.Sentinel, Master: v.Addr, Promoted: v.Promoted, Epoch: v.Epoch, Flags: v.Flags}
+		cv := checkView{Sentinel: v.Sentinel, Master: v.Addr, Epoch: v.Epoch, Flags: v.Flags}
 		switch {
 		case v.Err != nil:
 			cv.Error = v.Err.Error()
@@ -112,11 +109,7 @@ func printCheck(g *globals, results []checkResult) {
 				fmt.Fprintf(tw, "%s\t-\t-\t%s\n", v.Sentinel, v.Error)
 				continue
 			}
-			master := v.Master
-			if v.Promoted != "" {
-				master += " -> " + v.Promoted
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Sentinel, master, v.Epoch, strings.Join(v.Flags, ","))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Sentinel, v.Master, v.Epoch, strings.Join(v.Flags, ","))
 		}
 		tw.Flush()
 		if r.Master != "" {
