@@ -194,14 +194,7 @@ func TestRESPTransactionsAcrossASwitch(t *testing.T) {
 		t.Cleanup(func() { a.Cont() })
 		c.send("MULTI")
 		eventually(t, "MULTI queued for the stopped master's reply", 5*time.Second, func() bool {
-			ss := s.sessionsForTest()
-			if len(ss) != 1 {
-				return false
-			}
-			rc := ss[0].rc
-			rc.mu.Lock()
-			defer rc.mu.Unlock()
-			return rc.qLen == 1
+			return s.withOnlyResp(func(rc *respConn) bool { return rc.qLen == 1 })
 		})
 		s.SetMaster(b.Addr)
 		c.expect("+OK\r\n")

@@ -488,3 +488,16 @@ func (s *Server) sessionsForTest() []*session {
 	}
 	return out
 }
+
+// withOnlyResp reports f of the server's one resp-mode session, with its
+// lock held; false while there is not exactly one session.
+func (s *Server) withOnlyResp(f func(rc *respConn) bool) bool {
+	ss := s.sessionsForTest()
+	if len(ss) != 1 {
+		return false
+	}
+	rc := ss[0].rc
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return f(rc)
+}

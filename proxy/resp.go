@@ -1082,31 +1082,6 @@ func (rc *respConn) isClosed() bool {
 	return rc.closed
 }
 
-// answerWatchLost answers, for planLocked, a queued command of a
-// transaction opened after a WATCH that a failover broke: MULTI +OK, the
-// commands +QUEUED, EXEC the nil of "a watched key changed", as
-// answerLostTransaction does for those the client sends later. It reports
-// whether the transaction is still open.
-func (rc *respConn) answerWatchLost(e *entry, open bool) bool {
-	switch {
-	case !open: // the MULTI
-		e.local = replyOK
-		open = true
-	case e.kind == kindExec:
-		e.local = rc.nilArray()
-		open = false
-	case e.kind == kindDiscard:
-		e.local = replyOK
-		open = false
-	default:
-		e.local = replyQueued
-	}
-	if e.replies == 0 {
-		e.local = noReply
-	}
-	return open
-}
-
 // planLocked decides, for every queued command, what a failover does with
 // it, and rebuilds the retained stream so that only what must go to the new
 // master is in it, unwritten. Read-only commands in flight go again; writes
@@ -1116,21 +1091,19 @@ func (rc *respConn) planLocked() {
 	var sent []byte
 	lostMulti := rc.inMulti // the old master held a transaction under way
 	lostWatch := rc.watching
-	// watchMulti: a MULTI not yet answered, after a WATCH that cannot be
-	// honoured, was answered here; the transaction it opens never reaches
-	// the new master, whose connection would otherwise stay in MULTI after
-	// the local EXEC and queue the client's next commands.
-	watchMulti := false
+	// A MULTI not yet answered after a WATCH that cannot be honoured is
+	// answered here with its transaction, as queue answers one the client
+	// sends later: it never reaches the new master, whose connection would
+	// otherwise stay in MULTI after the local EXEC and queue the client's
+	// next commands.
+	watchOnly := lostWatch && !lostMulti
+	rc.multiLost, rc.watchLost, rc.inMulti = false, watchOnly, false
 	for i := 0; i < rc.qLen; i++ {
 		e := rc.at(i)
 		if e.local != nil {
 			continue
 		}
-		if watchMulti || (lostWatch && !lostMulti && e.kind == kindMulti && !e.streaming) {
-			watchMulti = rc.answerWatchLost(e, watchMulti)
-			if !watchMulti {
-				lostWatch = false
-			}
+		if rc.watchLost && (rc.inMulti || e.kind == kindMulti) && !e.streaming && rc.answerLostTransaction(e) {
 			continue
 		}
 		if e.streaming {
@@ -1179,9 +1152,12 @@ func (rc *respConn) planLocked() {
 	}
 	// A transaction still open after the queue was planned is answered by
 	// queue() as the client goes on.
+	if watchOnly {
+		lostWatch = rc.watchLost // an EXEC or DISCARD above ended it
+	}
 	rc.multiLost = lostMulti
 	rc.watchLost = lostWatch
-	rc.inMulti, rc.watching = watchMulti, false
+	rc.watching = false // inMulti: a transaction answered above still open
 	rc.sent, rc.sentBase, rc.sentEnd, rc.writtenTo = sent, 0, int64(len(sent)), 0
 	rc.recount()
 	// Entries answered locally keep offsets into the old stream; they are

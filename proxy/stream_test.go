@@ -182,16 +182,9 @@ func TestRESPStreamedWriteInFlightAtSwitch(t *testing.T) {
 	t.Cleanup(func() { a.Cont() })
 	sendBulkCommand(t, c, []string{"SET", "big"}, 100<<10, "")
 	eventually(t, "the streamed SET forwarded whole", 5*time.Second, func() bool {
-		ss := s.sessionsForTest()
-		if len(ss) != 1 {
-			return false
-		}
-		rc := ss[0].rc
-		rc.mu.Lock()
-		defer rc.mu.Unlock()
 		// Complete and queued for its reply (its last piece may still be
 		// on its way to the stopped master: the outcome is as unknown).
-		return rc.qLen == 1 && !rc.streaming
+		return s.withOnlyResp(func(rc *respConn) bool { return rc.qLen == 1 && !rc.streaming })
 	})
 	s.SetMaster(b.Addr)
 	c.expect(string(errUnknownOutcome))
