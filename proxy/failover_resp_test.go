@@ -69,6 +69,16 @@ func twoMasters(t *testing.T, cfg Config) (s *Server, addr string, a, b *redispr
 	return s, addr, a, b
 }
 
+// stopped stops a Redis process (SIGSTOP) until the test ends, so that
+// nothing sent to it from now on is answered.
+func stopped(t *testing.T, p *redisproc.Process) {
+	t.Helper()
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Cont() })
+}
+
 // waitBlocked polls until addr reports n clients blocked in a command.
 func waitBlocked(t *testing.T, addr string, n int) {
 	t.Helper()
@@ -188,10 +198,7 @@ func TestRESPTransactionsAcrossASwitch(t *testing.T) {
 		c := dialRaw(t, addr)
 		c.send("WATCH x")
 		c.expect("+OK\r\n")
-		if err := a.Stop(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Cont() })
+		stopped(t, a)
 		c.send("MULTI")
 		eventually(t, "MULTI queued for the stopped master's reply", 5*time.Second, func() bool {
 			return s.withOnlyResp(func(rc *respConn) bool { return rc.qLen == 1 })

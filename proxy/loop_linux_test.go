@@ -61,6 +61,17 @@ func withProcs(t *testing.T, n int) {
 	t.Cleanup(func() { runtime.GOMAXPROCS(orig) })
 }
 
+// holding gives one test at least two Ps, so that a loop may hold; with
+// forever, a holding loop never parks for being idle either.
+func holding(t *testing.T, forever bool) {
+	withProcs(t, max(2, runtime.GOMAXPROCS(0)))
+	if forever {
+		orig := holdIdleMS
+		holdIdleMS = 60_000
+		t.Cleanup(func() { holdIdleMS = orig })
+	}
+}
+
 // The epoll engine carries the connections (it is not silently falling
 // back to io.Copy), and its loop is released once the last one ends.
 func TestEpollEngineRunsAndReleasesLoop(t *testing.T) {
@@ -418,9 +429,7 @@ func TestEpollEngineWaitsInEpollWaitWhenParkFails(t *testing.T) {
 // new loop.
 func TestEpollEngineLoopFailureCutsItsSessionsOnly(t *testing.T) {
 	t.Run("hold", func(t *testing.T) {
-		withProcs(t, max(2, runtime.GOMAXPROCS(0))) // a P to spare for hold
-		holdIdleMS = 60_000                         // and it never parks
-		t.Cleanup(func() { holdIdleMS = 5 })
+		holding(t, true)
 		var f failSwitch
 		orig := holdWait
 		holdWait = func(ep int, evs []unix.EpollEvent, msec int) (int, syscall.Errno) {
@@ -569,9 +578,7 @@ func TestEpollEngineBatchLargerThanBufferKeepsEachStream(t *testing.T) {
 // with holdIdleMS too long to rescue a stuck stop. Each finishes, and the
 // loop still serves afterwards.
 func TestEpollEngineHoldYieldsToTheRuntime(t *testing.T) {
-	withProcs(t, max(2, runtime.GOMAXPROCS(0)))
-	holdIdleMS = 60_000
-	t.Cleanup(func() { holdIdleMS = 5 })
+	holding(t, true)
 	b := newBackend(t, "echo")
 	s, addr, _ := startServer(t, Config{Engine: EngineEpoll})
 	s.SetMaster(b.addr())
@@ -656,7 +663,7 @@ func TestEpollEngineHoldLeavesAPToTheRest(t *testing.T) {
 // A loop idle for holdIdleMS gives its P back and parks on the netpoller;
 // the next message wakes it through the netpoller, and it holds again.
 func TestEpollEngineHoldParksWhenIdle(t *testing.T) {
-	withProcs(t, max(2, runtime.GOMAXPROCS(0)))
+	holding(t, false)
 	adds, dels := stubArmCtl(t, nil)
 	b := newBackend(t, "echo")
 	s, addr, _ := startServer(t, Config{Engine: EngineEpoll})

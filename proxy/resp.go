@@ -1152,11 +1152,10 @@ func (rc *respConn) planLocked() {
 	}
 	// A transaction still open after the queue was planned is answered by
 	// queue() as the client goes on.
-	if watchOnly {
-		lostWatch = rc.watchLost // an EXEC or DISCARD above ended it
-	}
 	rc.multiLost = lostMulti
-	rc.watchLost = lostWatch
+	if !watchOnly {
+		rc.watchLost = lostWatch
+	} // else as the answers above left it: an EXEC or DISCARD ended it
 	rc.watching = false // inMulti: a transaction answered above still open
 	rc.sent, rc.sentBase, rc.sentEnd, rc.writtenTo = sent, 0, int64(len(sent)), 0
 	rc.recount()

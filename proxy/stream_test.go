@@ -176,10 +176,7 @@ func TestRESPStreamedWriteInFlightAtSwitch(t *testing.T) {
 	c := dialRaw(t, addr)
 	c.send("PING")
 	c.expect("+PONG\r\n")
-	if err := a.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Cont() })
+	stopped(t, a)
 	sendBulkCommand(t, c, []string{"SET", "big"}, 100<<10, "")
 	eventually(t, "the streamed SET forwarded whole", 5*time.Second, func() bool {
 		// Complete and queued for its reply (its last piece may still be
