@@ -119,13 +119,18 @@ func TestCheckCommand(t *testing.T) {
 func TestDemo(t *testing.T) {
 	testredis.Require(t)
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"demo", "--log.level=error", "--down-after=1500ms"}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"demo", "--log.level=warn", "--down-after=1500ms"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"killing the master", "published +switch-master", "sentproxy: routing to", "Summary:", "stopped every process"} {
+	for _, want := range []string{"killing the master", "published +switch-master", "sentproxy: routing to", "Summary:", "stopped every process",
+		// sentproxy's own warning, in the timeline rather than on stderr
+		"s  sentproxy log WARN: no verified master; holding new clients route=mymaster"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(stderr.String(), "level=WARN") {
+		t.Errorf("a warning went to stderr instead of the timeline:\n%s", stderr.String())
 	}
 }

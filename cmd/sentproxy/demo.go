@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -70,13 +73,17 @@ func (c *DemoCmd) Run(g *globals) error {
 
 	events := make(chan demoEvent, 16)
 	eventsDone := make(chan struct{})
-	defer close(eventsDone)
+	stopTimeline := sync.OnceFunc(func() { close(eventsDone) })
+	defer stopTimeline()
 	// post never blocks its caller (the proxy's update loop among them)
-	// once the timeline has stopped reading.
-	post := func(ev demoEvent) {
+	// once the timeline has stopped reading; it reports whether the
+	// timeline took the event.
+	post := func(ev demoEvent) bool {
 		select {
 		case events <- ev:
+			return true
 		case <-eventsDone:
+			return false
 		}
 	}
 	a, err := newApp(appConfig{
@@ -86,7 +93,7 @@ func (c *DemoCmd) Run(g *globals) error {
 		webAddr:       "127.0.0.1:0",
 		telemetryPath: "/metrics",
 		drainTimeout:  time.Second,
-		logger:        g.logger,
+		logger:        slog.New(timelineLog{next: g.logger.Handler(), post: post}),
 		onRoute: func(_, addr string) {
 			if addr == "" {
 				post(demoEvent{at: time.Now(), msg: "sentproxy: no verified master; new commands are held"})
@@ -104,6 +111,9 @@ func (c *DemoCmd) Run(g *globals) error {
 	appDone := make(chan error, 1)
 	go func() { appDone <- a.run(appCtx) }()
 	defer func() {
+		// The timeline first, so that what the app logs while it stops
+		// goes to stderr instead of waiting for a reader that has gone.
+		stopTimeline()
 		stopApp()
 		<-appDone
 	}()
@@ -259,4 +269,56 @@ func runDemoWriter(ctx context.Context, proxyAddr string, topo *redisproc.Topolo
 			}
 		}
 	}
+}
+
+// timelineLog puts sentproxy's own log records into the demo's timeline,
+// in order with the events around them and timed like them, instead of as
+// raw lines on stderr between the timeline's. It keeps the level that
+// --log.level set; once the timeline has ended, records go to next.
+type timelineLog struct {
+	next  slog.Handler
+	attrs []slog.Attr
+	group string // prefix of the keys of attributes added from here on
+	post  func(demoEvent) bool
+}
+
+func (h timelineLog) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h timelineLog) Handle(ctx context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sentproxy log %s: %s", r.Level, r.Message)
+	add := func(a slog.Attr) bool {
+		v := a.Value.Resolve().String()
+		if v == "" || strings.ContainsAny(v, " =\"") {
+			v = strconv.Quote(v)
+		}
+		fmt.Fprintf(&b, " %s=%s", a.Key, v)
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		a.Key = h.group + a.Key
+		return add(a)
+	})
+	if h.post(demoEvent{at: r.Time, msg: b.String()}) {
+		return nil
+	}
+	return h.next.WithAttrs(h.attrs).Handle(ctx, r)
+}
+
+func (h timelineLog) WithAttrs(as []slog.Attr) slog.Handler {
+	h.attrs = append(h.attrs[:len(h.attrs):len(h.attrs)], as...)
+	for i := len(h.attrs) - len(as); i < len(h.attrs); i++ {
+		h.attrs[i].Key = h.group + h.attrs[i].Key
+	}
+	return h
+}
+
+func (h timelineLog) WithGroup(name string) slog.Handler {
+	if name != "" {
+		h.group += name + "."
+	}
+	return h
 }
