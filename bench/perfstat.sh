@@ -12,7 +12,11 @@
 # the counts cover the process's whole life, whose start-up and shutdown are
 # a few hundred system calls next to the millions a measurement makes. Rounds
 # rotate the target order; the table shows medians over rounds. CPU is
-# perf's task-clock (all the process's threads) per request.
+# perf's task-clock (all the process's threads) per request. Machine idle is
+# the idle time of all CPUs (/proc/stat) during the redis-benchmark run, per
+# request: with redis-server, redis-benchmark and the proxy sharing the CPUs,
+# time no CPU used is time requests waited for a thread to be woken, so a
+# proxy that spends less CPU per request can still give less throughput.
 #
 # Usage: bash bench/perfstat.sh
 # Env:   ROUNDS (default 3), CLIENTS (default "50 1000"), REQUESTS (default
@@ -83,7 +87,10 @@ printf 'global\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n  time
   "$LPORT" "$MPORT" >"$OUT/haproxy.cfg"
 
 events=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait
-# measure TARGET CLIENTS: one measurement; prints "cpu_us syscalls epoll ctxsw rps" per request.
+CLK_TCK=$(getconf CLK_TCK)
+# idle_ticks: the idle time of all CPUs so far (idle + iowait), in clock ticks.
+idle_ticks() { awk '$1 == "cpu" {print $5 + $6; exit}' /proc/stat; }
+# measure TARGET CLIENTS: one measurement; prints "cpu_us syscalls epoll ctxsw rps idle_us" per request.
 measure() {
   local target=$1 clients=$2 cmd
   case $target in
@@ -114,8 +121,10 @@ measure() {
     sleep 0.1
   done
   child=$(pgrep -P "$perf_pid" | head -n 1) || die "no $target process under perf"
-  local rps
+  local rps idle0 idle1
+  idle0=$(idle_ticks)
   rps=$(redis-benchmark -p "$LPORT" -c "$clients" -n "$REQUESTS" -t get --csv | awk -F'"' '/^"GET"/ {print $4}')
+  idle1=$(idle_ticks)
   kill -INT "$child"
   deadline=$((SECONDS + 15))
   while kill -0 "$perf_pid" 2>/dev/null; do
@@ -124,12 +133,12 @@ measure() {
   done
   wait "$perf_pid" 2>/dev/null || true
   unset 'pids[${#pids[@]}-1]'
-  awk -F, -v n="$REQUESTS" -v rps="$rps" '
+  awk -F, -v n="$REQUESTS" -v rps="$rps" -v idle="$((idle1 - idle0))" -v tck="$CLK_TCK" '
     $3 == "task-clock" {cpu = $1 * 1000 / n}
     $3 == "context-switches" {cs = $1 / n}
     $3 == "raw_syscalls:sys_enter" {sc = $1 / n}
     $3 ~ /epoll_p?wait$/ {ep += $1 / n}
-    END {printf "%.1f %.2f %.3f %.3f %s\n", cpu, sc, ep, cs, rps}' "$OUT/stat"
+    END {printf "%.1f %.2f %.3f %.3f %s %.2f\n", cpu, sc, ep, cs, rps, idle * 1e6 / tck / n}' "$OUT/stat"
 }
 
 read -r -a tlist <<<"$TARGETS"
@@ -139,7 +148,7 @@ for c in $CLIENTS; do
     for ((i = 0; i < ${#tlist[@]}; i++)); do
       t=${tlist[$(((i + r) % ${#tlist[@]}))]}
       line=$(measure "$t" "$c")
-      echo "perfstat: c=$c round $((r + 1)) $t: cpu_us/req syscalls/req epoll_waits/req ctx_switches/req rps = $line" >&2
+      echo "perfstat: c=$c round $((r + 1)) $t: cpu_us/req syscalls/req epoll_waits/req ctx_switches/req rps machine_idle_us/req = $line" >&2
       res[$c,$t]+="$line"$'\n'
     done
   done
@@ -149,14 +158,14 @@ bset=""
 [[ " $TARGETS " == *" b "* ]] && bset=", b: B_BIN=${B_BIN:-this tree} B_FLAGS=\"${B_FLAGS:-}\" B_ENV=\"${B_ENV:-}\""
 echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS, TARGETS=\"$TARGETS\"$bset); redis-benchmark -t get, pipeline 1; medians over rounds, per request"
 echo
-echo "| clients | target | CPU µs | system calls | epoll waits | context switches | requests/s |"
-echo "|---:|---|---:|---:|---:|---:|---:|"
+echo "| clients | target | CPU µs | system calls | epoll waits | context switches | requests/s | machine idle µs |"
+echo "|---:|---|---:|---:|---:|---:|---:|---:|"
 for c in $CLIENTS; do
   for t in "${tlist[@]}"; do
     printf '%s' "${res[$c,$t]}" | python3 -c '
 import statistics, sys
 rows = [l.split() for l in sys.stdin if l.strip()]
-med = [statistics.median(float(r[k]) for r in rows) for k in range(5)]
-print("| %s | %s | %.1f | %.2f | %.3f | %.3f | %.0f |" % (sys.argv[1], sys.argv[2], *med))' "$c" "$t"
+med = [statistics.median(float(r[k]) for r in rows) for k in range(6)]
+print("| %s | %s | %.1f | %.2f | %.3f | %.3f | %.0f | %.2f |" % (sys.argv[1], sys.argv[2], *med))' "$c" "$t"
   done
 done
