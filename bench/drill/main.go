@@ -194,9 +194,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 			return fmt.Errorf("drill: raw dump: %w", err)
 		}
 	}
-	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	if len(runs) > 0 {
-		env.Date = runs[0].Start.UTC().Format("2006-01-02 15:04 UTC")
+		env.Date = runs[0].Start.UTC().Format(lab.DateFormat)
 	}
 	if err := lab.ReplaceSection(resultsPath, "drill", Report(env, cfg, results)); err != nil {
 		return err

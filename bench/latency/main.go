@@ -155,7 +155,6 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Dir = dir
 
 	env := lab.Environment(ctx, root, "go run ./bench/latency", args)
-	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	log.Info("building sentproxy", "revision", env.Revision)
 	if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
 		return err

@@ -115,7 +115,6 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg := o.cfg
 	cfg.Log = log
 	env := lab.Environment(ctx, root, "go run ./bench/propagation", args)
-	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	var runs []Run
 	for i := range cfg.Runs {
 		r, err := failover(ctx, cfg)

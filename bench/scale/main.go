@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
 )
@@ -145,7 +144,6 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	cfg.Dir = dir
 
 	env := environment(ctx, root, args)
-	env.Date = time.Now().UTC().Format("2006-01-02 15:04 UTC")
 	log.Info("building sentproxy", "revision", env.Revision)
 	if cfg.Bin, err = lab.BuildSentproxy(ctx, root, dir); err != nil {
 		return err

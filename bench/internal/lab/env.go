@@ -5,14 +5,18 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 )
+
+// DateFormat is how reports give the time of a run.
+const DateFormat = "2006-01-02 15:04 UTC"
 
 // Env describes where and how a bench program ran, for its report header:
 // the numbers mean little without the machine, the versions and the exact
 // command behind them.
 type Env struct {
 	Command   string
-	Date      string
+	Date      string // when the program started, in DateFormat
 	NProc     string
 	Redis     string
 	HAProxy   string
@@ -44,6 +48,7 @@ func Environment(ctx context.Context, root, program string, args []string) Env {
 	}
 	return Env{
 		Command:   program,
+		Date:      time.Now().UTC().Format(DateFormat),
 		NProc:     out("nproc"),
 		Redis:     out("redis-server", "--version"),
 		HAProxy:   out("haproxy", "-v"),
