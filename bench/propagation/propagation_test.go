@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sentproxy/sentproxy/bench/internal/lab"
+	"github.com/sentproxy/sentproxy/internal/testredis"
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 func TestAnalyzeWaitsForEverySentinel(t *testing.T) {
@@ -72,4 +76,33 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || o.cfg.Runs != 2 || !strings.Contains(o.results, "quick") {
 		t.Errorf("-quick: got %+v, %v", o, err)
 	}
+}
+
+// TestFailoverSmoke runs one real SIGKILL failover, with a poller, end to
+// end: real Redis and Sentinels, subscriptions confirmed before the kill.
+func TestFailoverSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a topology")
+	}
+	testredis.Require(t)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	r, err := failover(ctx, Config{Runs: 1, Replicas: 1, DownAfter: 500 * time.Millisecond, Pollers: 1, Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Switches) != 3 || r.Leader < 0 || r.LeaderSwitch.IsZero() {
+		t.Fatalf("run %+v: want a leader and 3 switches", r)
+	}
+	if d := r.MajorityAfterPromotion(); d < 0 || d > 10*time.Second {
+		t.Errorf("majority %v after the promotion; want within the 2 s hello period plus slack", d)
+	}
+	if d := r.Promoted.Sub(r.Killed); d < 500*time.Millisecond {
+		t.Errorf("promoted %v after the kill, before down-after (500ms) could pass", d)
+	}
+	// The subscribers and pollers are gone once failover returns.
+	testutil.Eventually(t, "goroutines back to where they were", 5*time.Second, func() bool {
+		return runtime.NumGoroutine() <= before
+	})
 }
