@@ -503,9 +503,9 @@ func testLoopFailure(t *testing.T, f *failSwitch) {
 	if !f.hit.Load() {
 		t.Fatal("the loop failed, but not in the stubbed wait")
 	}
-	if n := holders.Load(); n != 0 {
-		t.Fatalf("%d loops still counted as holding a P after the failure", n)
-	}
+	// fail gives the hold back after cutting the sessions, so the closes
+	// counted above may come first.
+	eventually(t, "no loop counted as holding a P after the failure", time.Second, func() bool { return holders.Load() == 0 })
 
 	f.on.Store(false)
 	c3 := dial(t, addr)
