@@ -33,7 +33,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"time"
 
@@ -82,7 +81,7 @@ func parseFlags(args []string) (options, error) {
 	conns := fs.Int("conns", 10, "connections sharing the rate, one request outstanding on each")
 	rounds := fs.Int("rounds", 5, "rounds (target order rotated each round)")
 	duration := fs.Duration("duration", 10*time.Second, "recorded time per target and rate in each round (after a 1s warm-up)")
-	results := fs.String("results", "bench/RESULTS.md", "results file whose \"latency\" section is replaced (relative to the module root; with -quick a temp file unless given)")
+	resultsFile := lab.ResultsFlag(fs, "latency")
 	quick := fs.Bool("quick", false, "smoke run: 1 round, rate 1000, 3s per target")
 	oneP := fs.Bool("one-p", false, "also measure sentproxy tcp and resp with GOMAXPROCS=1 (targets tcp-1p, resp-1p)")
 	set, err := lab.ParseFlags(fs, args)
@@ -90,7 +89,10 @@ func parseFlags(args []string) (options, error) {
 		return options{}, err
 	}
 
-	o := options{results: *results}
+	o := options{}
+	if o.results, err = resultsFile(set, *quick); err != nil {
+		return o, err
+	}
 	c := &o.cfg
 	if *quick {
 		if !set["rounds"] {
@@ -101,9 +103,6 @@ func parseFlags(args []string) (options, error) {
 		}
 		if !set["duration"] {
 			*duration = 3 * time.Second
-		}
-		if !set["results"] {
-			o.results = filepath.Join(os.TempDir(), "sentproxy-latency-quick.md")
 		}
 	}
 	if c.Rates, err = lab.IntList("rates", *rates, 1, 200000); err != nil {
@@ -120,8 +119,6 @@ func parseFlags(args []string) (options, error) {
 		return o, lab.UsageError{Msg: "-rounds must be 1 to 100"}
 	case c.Duration < time.Second || c.Duration > time.Hour:
 		return o, lab.UsageError{Msg: "-duration must be 1s to 1h"}
-	case o.results == "":
-		return o, lab.UsageError{Msg: "-results must not be empty"}
 	}
 	return o, nil
 }

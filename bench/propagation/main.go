@@ -30,7 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -68,20 +67,18 @@ func parseFlags(args []string) (options, error) {
 	downAfter := fs.Duration("down-after", time.Second, "the Sentinels' down-after-milliseconds")
 	pollers := fs.Int("pollers", 0, "clients asking every Sentinel SENTINEL MASTER every -poll during each run, as sentproxy processes do while the Sentinels disagree")
 	poll := fs.Duration("poll", 20*time.Millisecond, "interval of each poller")
-	results := fs.String("results", "bench/RESULTS.md", "results file whose \"propagation\" section is replaced (relative to the module root; with -quick a temp file unless given)")
+	resultsFile := lab.ResultsFlag(fs, "propagation")
 	quick := fs.Bool("quick", false, "smoke run: 2 failovers")
 	set, err := lab.ParseFlags(fs, args)
 	if err != nil {
 		return options{}, err
 	}
-	o := options{results: *results}
-	if *quick {
-		if !set["runs"] {
-			*runs = 2
-		}
-		if !set["results"] {
-			o.results = filepath.Join(os.TempDir(), "sentproxy-propagation-quick.md")
-		}
+	o := options{}
+	if o.results, err = resultsFile(set, *quick); err != nil {
+		return o, err
+	}
+	if *quick && !set["runs"] {
+		*runs = 2
 	}
 	switch {
 	case *runs < 1 || *runs > 1000:

@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -71,14 +70,17 @@ func parseFlags(args []string) (options, error) {
 	idle := fs.Int("idle", 9900, "idle connections for the memory and cutover phases (the proxy needs 2 fds each)")
 	skipTput := fs.Bool("skip-throughput", false, "skip the throughput phase")
 	skipIdle := fs.Bool("skip-idle", false, "skip the idle memory and cutover phases")
-	results := fs.String("results", "bench/RESULTS.md", "results file whose \"scale\" section is replaced (relative to the module root; with -quick a temp file unless given)")
+	resultsFile := lab.ResultsFlag(fs, "scale")
 	quick := fs.Bool("quick", false, "smoke run: 1 round, clients 1,100, 1/10 of the requests, 500 idle connections")
 	set, err := lab.ParseFlags(fs, args)
 	if err != nil {
 		return options{}, err
 	}
 
-	o := options{results: *results}
+	o := options{}
+	if o.results, err = resultsFile(set, *quick); err != nil {
+		return o, err
+	}
 	c := &o.cfg
 	if *quick {
 		if !set["rounds"] {
@@ -92,9 +94,6 @@ func parseFlags(args []string) (options, error) {
 		}
 		if !set["idle"] {
 			*idle = 500
-		}
-		if !set["results"] {
-			o.results = filepath.Join(os.TempDir(), "sentproxy-scale-quick.md")
 		}
 	}
 	if c.Clients, err = lab.IntList("clients", *clients, 1, 5000); err != nil {

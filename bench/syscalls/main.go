@@ -54,10 +54,13 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.requests, "n", 100000, "GET requests per measurement")
 	fs.IntVar(&o.clients, "c", 50, "redis-benchmark clients")
 	fs.IntVar(&o.rounds, "rounds", 3, "CPU-time rounds (target order rotated each round)")
-	fs.StringVar(&o.results, "results", "bench/RESULTS.md", "results file whose \"syscalls\" section is replaced (relative to the module root; with -quick a temp file unless given)")
+	resultsFile := lab.ResultsFlag(fs, "syscalls")
 	quick := fs.Bool("quick", false, "smoke run: 1 round of 10000 requests")
 	set, err := lab.ParseFlags(fs, args)
 	if err != nil {
+		return o, err
+	}
+	if o.results, err = resultsFile(set, *quick); err != nil {
 		return o, err
 	}
 	if *quick {
@@ -66,9 +69,6 @@ func parseFlags(args []string) (options, error) {
 		}
 		if !set["rounds"] {
 			o.rounds = 1
-		}
-		if !set["results"] {
-			o.results = filepath.Join(os.TempDir(), "sentproxy-syscalls-quick.md")
 		}
 	}
 	switch {

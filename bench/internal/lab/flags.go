@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -84,4 +85,23 @@ func InRoot(root, p string) string {
 		return p
 	}
 	return filepath.Join(root, p)
+}
+
+// ResultsFlag adds -results to fs: the file whose section named section a
+// program replaces, bench/RESULTS.md (relative to the module root) unless
+// given. The function it returns gives that file once fs is parsed (set as
+// ParseFlags returns it): for a -quick smoke run without -results, a file
+// in the temp directory, so that a smoke run never overwrites the real
+// results.
+func ResultsFlag(fs *flag.FlagSet, section string) func(set map[string]bool, quick bool) (string, error) {
+	results := fs.String("results", "bench/RESULTS.md", fmt.Sprintf("results file whose %q section is replaced (relative to the module root; with -quick a temp file unless given)", section))
+	return func(set map[string]bool, quick bool) (string, error) {
+		switch {
+		case quick && !set["results"]:
+			return filepath.Join(os.TempDir(), "sentproxy-"+section+"-quick.md"), nil
+		case *results == "":
+			return "", UsageError{Msg: "-results must not be empty"}
+		}
+		return *results, nil
+	}
 }

@@ -3,6 +3,8 @@ package lab
 import (
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -59,3 +61,34 @@ func TestParseFlags(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestResultsFlag(t *testing.T) {
+	parse := func(args ...string) (string, error) {
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		fs.SetOutput(discard{})
+		file := ResultsFlag(fs, "x")
+		quick := fs.Bool("quick", false, "")
+		set, err := ParseFlags(fs, args)
+		if err != nil {
+			return "", err
+		}
+		return file(set, *quick)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "bench/RESULTS.md"},
+		{[]string{"-results", "r.md"}, "r.md"},
+		{[]string{"-quick"}, filepath.Join(os.TempDir(), "sentproxy-x-quick.md")},
+		{[]string{"-quick", "-results", "r.md"}, "r.md"},
+	} {
+		if got, err := parse(c.args...); err != nil || got != c.want {
+			t.Errorf("%q: got %q, %v; want %q", c.args, got, err, c.want)
+		}
+	}
+	var ue UsageError
+	if _, err := parse("-results="); !errors.As(err, &ue) {
+		t.Errorf("-results= (empty): got %v; want a usage error", err)
+	}
+}
