@@ -29,17 +29,20 @@ func (s *Server) readOnlyFor(name []byte) bool {
 	return readOnly(name)
 }
 
-// loadCommands fetches COMMAND from addr once per Server. It runs in the
-// background; until it succeeds (or when it cannot, e.g. the master wants a
-// password the proxy does not have), the built-in list applies.
+// loadCommands fetches COMMAND from addr once per Server, authenticated
+// with the master credentials when given. It runs in the background; until
+// it succeeds (or when it cannot: the master wants credentials the proxy was
+// not given, or they may not run COMMAND), the built-in list applies.
 func (s *Server) loadCommands(addr string) {
 	if !s.commandsFetching.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		t, err := fetchCommandTable(addr, s.cfg.DialTimeout)
+		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.MasterUsername, s.cfg.MasterPassword)
 		if err != nil {
-			s.log.Debug("COMMAND not fetched; using the built-in read-only list", "upstream", addr, "err", err)
+			// Info, not debug: without the table, read-only commands the
+			// built-in list lacks (a module's) are not retried at a failover.
+			s.log.Info("COMMAND not fetched; using the built-in read-only list", "upstream", addr, "err", err)
 			s.commandsFetching.Store(false)
 			return
 		}
@@ -48,14 +51,26 @@ func (s *Server) loadCommands(addr string) {
 	}()
 }
 
-func fetchCommandTable(addr string, timeout time.Duration) (commandTable, error) {
+// fetchCommandTable asks addr for COMMAND, after AUTH when a password is
+// given (both in one write). Errors never carry the password: Redis's
+// replies to AUTH do not echo it.
+func fetchCommandTable(addr string, timeout time.Duration, username, password string) (commandTable, error) {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "*1\r\n$7\r\nCOMMAND\r\n"); err != nil {
+	var req []byte
+	switch {
+	case password != "" && username != "":
+		req = appendCommand(req, "AUTH", username, password)
+	case password != "":
+		req = appendCommand(req, "AUTH", password)
+	}
+	authed := len(req) == 0
+	req = appendCommand(req, "COMMAND")
+	if _, err := c.Write(req); err != nil {
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}
 	// The reply is a few hundred KiB; read until redcon frames it whole.
@@ -65,6 +80,22 @@ func fetchCommandTable(addr string, timeout time.Duration) (commandTable, error)
 	for {
 		n, err := r.Read(chunk)
 		buf = append(buf, chunk[:n]...)
+		for !authed {
+			k, v := redcon.ReadNextRESP(buf)
+			if k == 0 {
+				break
+			}
+			if v.Type != redcon.String || v.String() != "OK" {
+				return nil, fmt.Errorf("proxy: COMMAND: AUTH with the master credentials answered %q", v.String())
+			}
+			buf, authed = buf[k:], true
+		}
+		if !authed {
+			if err != nil {
+				return nil, fmt.Errorf("proxy: COMMAND: AUTH reply: %w", err)
+			}
+			continue
+		}
 		if k, v := redcon.ReadNextRESP(buf); k > 0 {
 			return parseCommandTable(v)
 		}
@@ -72,6 +103,14 @@ func fetchCommandTable(addr string, timeout time.Duration) (commandTable, error)
 			return nil, fmt.Errorf("proxy: COMMAND reply: %w", err)
 		}
 	}
+}
+
+func appendCommand(b []byte, args ...string) []byte {
+	b = redcon.AppendArray(b, len(args))
+	for _, a := range args {
+		b = redcon.AppendBulkString(b, a)
+	}
+	return b
 }
 
 // parseCommandTable reads COMMAND's reply: one array per command whose

@@ -77,6 +77,10 @@ type Config struct {
 	// MaxBuffer bounds that for all clients together; past it new
 	// commands are answered with an error and not run. Zero means 512 MiB.
 	MaxBuffer int64
+	// MasterUsername and MasterPassword authenticate the proxy's own
+	// request to the master: resp mode's COMMAND fetch. Clients still
+	// authenticate themselves; their AUTH passes through.
+	MasterUsername, MasterPassword string
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)

@@ -47,8 +47,8 @@ type SentinelFlags struct {
 // MasterFlags authenticate the ROLE check sentproxy runs on the master.
 // Clients authenticate themselves through the proxy as usual.
 type MasterFlags struct {
-	Username     string `help:"Username for the master's ROLE check (ACL)."`
-	Password     string `xor:"master-password" help:"Password for the master's ROLE check. Visible in ps; prefer the env twin or --master.password-file."`
+	Username     string `help:"Username for sentproxy's own requests to the master (ACL): the ROLE check, and resp mode's COMMAND table. Clients authenticate themselves."`
+	Password     string `xor:"master-password" help:"Password for sentproxy's own requests to the master (the ROLE check; resp mode's COMMAND table). Visible in ps; prefer the env twin or --master.password-file."`
 	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password."`
 }
 

@@ -92,6 +92,10 @@ func TestEnvTwinsAndPasswordFile(t *testing.T) {
 	if c.discovery.MasterPassword != "s3cret" {
 		t.Fatalf("master password = %q; want %q", c.discovery.MasterPassword, "s3cret")
 	}
+	// resp mode's COMMAND fetch authenticates with the same credentials.
+	if c.proxy.MasterPassword != "s3cret" {
+		t.Fatalf("proxy's master password = %q; want %q", c.proxy.MasterPassword, "s3cret")
+	}
 	if c.proxy.HoldTimeout >= 0 {
 		t.Fatalf("hold timeout %v; want negative (0 on the command line means refuse at once)", c.proxy.HoldTimeout)
 	}

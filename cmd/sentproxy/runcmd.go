@@ -56,6 +56,8 @@ func (c *RunCmd) Validate() error {
 			KeepAlive:       negIfZero(c.Proxy.KeepAlive),
 			IdleTimeout:     c.Proxy.IdleTimeout,
 			MaxConnections:  c.Proxy.MaxConnections,
+			MasterUsername:  dcfg.MasterUsername,
+			MasterPassword:  dcfg.MasterPassword,
 		},
 		webAddr:       c.Web.ListenAddress,
 		telemetryPath: c.Web.TelemetryPath,
