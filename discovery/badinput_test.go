@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -50,8 +51,11 @@ func TestCheckOnceRejectsBadSentinelReplies(t *testing.T) {
 		// answer is valid but its address not usable (wantNotReady).
 		wantErr      string
 		wantNotReady string
-		guard        bool          // the RESP guard must be what refused the reply
-		maxElapsed   time.Duration // 0: 2s
+		guard        bool // the RESP guard must be what refused the reply
+		// cause is what View.cause must say, for logs and the reason a
+		// client and /readyz get; "" means "unusable reply".
+		cause      string
+		maxElapsed time.Duration // 0: 2s
 	}
 	raw := func(s string) func(*fakeServer) fakeReply {
 		return func(*fakeServer) fakeReply { return fakeReply{raw: s} }
@@ -74,15 +78,15 @@ func TestCheckOnceRejectsBadSentinelReplies(t *testing.T) {
 		// proxy in between answers them.
 		{name: "integer instead of a map", reply: raw(":1\r\n"), wantErr: "can't parse map reply"},
 		{name: "simple string instead of a map", reply: raw("+OK\r\n"), wantErr: "can't parse map reply"},
-		{name: "error reply: no such master", reply: raw("-ERR No such master with that name\r\n"), wantErr: "No such master with that name"},
+		{name: "error reply: no such master", reply: raw("-ERR No such master with that name\r\n"), wantErr: "No such master with that name", cause: "ERR No such master with that name"},
 		{name: "nil bulk string", reply: raw("$-1\r\n"), wantErr: "redis: nil"},
 		{name: "nil array", reply: raw("*-1\r\n"), wantErr: "redis: nil"},
-		{name: "empty array: no fields at all", reply: raw("*0\r\n"), wantErr: `reply names master ""`},
+		{name: "empty array: no fields at all", reply: raw("*0\r\n"), wantErr: `names master ""`},
 		{name: "odd number of elements: a key without its value", reply: raw(respFields([]string{"name", "mymaster", "ip"})), wantErr: "multiple of 2"},
 		{name: "nested array where a value belongs", reply: raw(respArray(bulk("name"), respArray(bulk("mymaster")))), wantErr: "redis:"},
 
 		// A well-formed reply about something else, or missing what we need.
-		{name: "reply about another master name", reply: set("name", "othermaster"), wantErr: `reply names master "othermaster"`},
+		{name: "reply about another master name", reply: set("name", "othermaster"), wantErr: `names master "othermaster"`},
 		// An absent ip is a malformed reply, which parseMaster's contract
 		// makes an error; today it is read as an empty address, "not
 		// ready". Either passes: what matters is that it neither votes nor
@@ -119,18 +123,18 @@ func TestCheckOnceRejectsBadSentinelReplies(t *testing.T) {
 		// Streams that end or stall mid-reply.
 		{name: "array of 40 elements cut after the first pair", reply: func(*fakeServer) fakeReply {
 			return fakeReply{raw: "*40\r\n" + bulk("name") + bulk("mymaster"), close: true}
-		}, wantErr: "EOF"},
-		{name: "connection closed without a reply", reply: func(*fakeServer) fakeReply { return fakeReply{close: true} }, wantErr: "EOF"},
+		}, wantErr: "EOF", cause: "unreachable"},
+		{name: "connection closed without a reply", reply: func(*fakeServer) fakeReply { return fakeReply{close: true} }, wantErr: "EOF", cause: "unreachable"},
 		// One request is one Timeout: the CheckOnce must end about then.
 		{name: "accepts and never answers", reply: func(*fakeServer) fakeReply { return fakeReply{silent: true} },
-			wantErr: "i/o timeout", maxElapsed: badTimeout + 700*time.Millisecond},
+			wantErr: "i/o timeout", cause: "unreachable", maxElapsed: badTimeout + 700*time.Millisecond},
 		// Each byte comes well within the timeout, the whole reply long
 		// after it: Timeout must bound the request, not each read.
 		{name: "valid reply trickled a byte every 20ms", reply: func(m *fakeServer) fakeReply {
 			r := goodMasterReply(m, 3)
 			r.trickle = 20 * time.Millisecond
 			return r
-		}, wantErr: "i/o timeout", maxElapsed: badTimeout + 700*time.Millisecond},
+		}, wantErr: "i/o timeout", cause: "unreachable", maxElapsed: badTimeout + 700*time.Millisecond},
 	}
 
 	for _, c := range cases {
@@ -196,6 +200,13 @@ func TestCheckOnceRejectsBadSentinelReplies(t *testing.T) {
 				if !strings.Contains(msg, want) {
 					t.Errorf("view error %q does not contain %q", msg, want)
 				}
+			}
+			wantCause := c.cause
+			if wantCause == "" {
+				wantCause = "unusable reply"
+			}
+			if got := v.cause(); got != wantCause {
+				t.Errorf("cause %q; want %q", got, wantCause)
 			}
 			if c.guard != errors.Is(v.Err, errGuard) {
 				t.Errorf("errors.Is(%q, errGuard) = %v; want %v", msg, !c.guard, c.guard)
@@ -610,7 +621,10 @@ func TestDecide(t *testing.T) {
 		return View{Sentinel: sentinel, Epoch: epoch, NotReady: "placeholder address 0.0.0.0"}
 	}
 	failed := func(sentinel string) View {
-		return View{Sentinel: sentinel, Err: errors.New("i/o timeout")}
+		return View{Sentinel: sentinel, Err: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}}
+	}
+	refused := func(sentinel string) View {
+		return View{Sentinel: sentinel, Err: fmt.Errorf("SENTINEL MASTER: %w", replyError("ERR No such master with that name"))}
 	}
 	for _, c := range []struct {
 		name  string
@@ -620,12 +634,24 @@ func TestDecide(t *testing.T) {
 		{
 			name:  "no views at all",
 			views: nil,
-			want:  verdict{why: "no Sentinel answered"},
+			want:  verdict{why: "no Sentinel reachable"},
 		},
 		{
 			name:  "every Sentinel failed",
 			views: []View{failed("s1"), failed("s2")},
-			want:  verdict{why: "no Sentinel answered"},
+			want:  verdict{why: "no Sentinel reachable"},
+		},
+		{
+			// A typo in the master name: reachable Sentinels that do not
+			// know it must not read as a network outage.
+			name:  "every Sentinel answered with an error",
+			views: []View{refused("s1"), refused("s2")},
+			want:  verdict{why: `no Sentinel gave a usable answer: s1 answered "ERR No such master with that name", s2 answered`},
+		},
+		{
+			name:  "one unreachable, one answered with an error",
+			views: []View{failed("s1"), refused("s2")},
+			want:  verdict{why: `no Sentinel gave a usable answer: s2 answered "ERR No such master with that name"`},
 		},
 		{
 			name:  "unanimous",
@@ -718,3 +744,9 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// replyError is an error reply as go-redis returns it (its redis.Error).
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}

@@ -1,9 +1,16 @@
 package discovery
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // View is one Sentinel's answer to SENTINEL MASTER <name>.
@@ -16,9 +23,59 @@ type View struct {
 	NotReady string   // set when the Sentinel answered but its address is a placeholder or does not resolve
 }
 
-// answered reports whether the Sentinel replied at all (a not-ready address
-// is a reply; an error is not).
+// answered reports whether the Sentinel gave a usable reply (a not-ready
+// address is one; an error reply is not).
 func (v View) answered() bool { return v.Err == nil }
+
+// errBadReply marks a reply this package could not use (a field missing or
+// malformed), as opposed to no reply.
+var errBadReply = errors.New("unusable reply")
+
+// cause says in a few words why the view is unusable: the Sentinel's own
+// error reply (a wrong master name, a refused password), an unusable reply,
+// or no reply. Operators act differently on each, so "unreachable" must not
+// stand for all three.
+func (v View) cause() string {
+	var re redis.Error
+	switch {
+	case v.Err == nil:
+		return ""
+	case errors.Is(v.Err, redis.Nil):
+		return "unusable reply"
+	case errors.As(v.Err, &re):
+		return re.Error()
+	case noReply(v.Err):
+		return "unreachable"
+	default:
+		// Ours (errBadReply, errGuard) or go-redis's parser's.
+		return "unusable reply"
+	}
+}
+
+// noReply reports whether err means the Sentinel gave no reply at all: a
+// failed dial or name lookup, a timeout, a reset or closed connection.
+func noReply(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrPoolExhausted)
+}
+
+// noUsableAnswer is why no Sentinel backs any master when none gave a
+// usable reply: "no Sentinel reachable" only when that is what happened.
+func noUsableAnswer(views []View) string {
+	var replied []string
+	for _, sv := range views {
+		if c := sv.cause(); c != "" && c != "unreachable" {
+			replied = append(replied, fmt.Sprintf("%s answered %q", sv.Sentinel, c))
+		}
+	}
+	if len(replied) == 0 {
+		return "no Sentinel reachable"
+	}
+	return "no Sentinel gave a usable answer: " + strings.Join(replied, ", ")
+}
 
 func (v View) hasFlag(f string) bool { return slices.Contains(v.Flags, f) }
 
@@ -67,7 +124,7 @@ func decide(views []View) verdict {
 		}
 	}
 	if v.answered == 0 {
-		v.why = "no Sentinel answered"
+		v.why = noUsableAnswer(views)
 		return v
 	}
 	var best key
@@ -109,7 +166,7 @@ func summarize(views []View) string {
 	for _, sv := range views {
 		switch {
 		case sv.Err != nil:
-			parts = append(parts, sv.Sentinel+"=unreachable")
+			parts = append(parts, fmt.Sprintf("%s=%q", sv.Sentinel, sv.cause()))
 		case sv.NotReady != "":
 			parts = append(parts, fmt.Sprintf("%s=not-ready@%d", sv.Sentinel, sv.Epoch))
 		default:

@@ -499,12 +499,12 @@ func (w *Watcher) judge(ctx context.Context, v verdict, cur string, curEpoch int
 	switch {
 	case v.answered == 0:
 		if cur == "" {
-			return "", 0, "no Sentinel reachable"
+			return "", 0, v.why
 		}
 		if r := w.role(ctx, cur); r.master {
-			return cur, curEpoch, "no Sentinel reachable; keeping the last verified master, which still answers ROLE as master"
+			return cur, curEpoch, v.why + "; keeping the last verified master, which still answers ROLE as master"
 		} else {
-			return "", 0, fmt.Sprintf("no Sentinel reachable and the last master %s is no longer verified: %s", cur, r)
+			return "", 0, fmt.Sprintf("%s, and the last master %s is no longer verified: %s", v.why, cur, r)
 		}
 	case !v.ok:
 		if cur != "" && curEpoch < v.maxEpoch {
@@ -701,21 +701,21 @@ func (w *Watcher) learnRunID(ctx context.Context, s *sentinel) {
 func (w *Watcher) parseMaster(ctx context.Context, sentinelAddr string, m map[string]string) (View, error) {
 	v := View{Sentinel: sentinelAddr}
 	if name := m["name"]; name != w.cfg.MasterName {
-		return v, fmt.Errorf("reply names master %q", name)
+		return v, fmt.Errorf("%w: it names master %q", errBadReply, name)
 	}
 	ip, port := m["ip"], m["port"]
 	if ip == "" {
-		return v, errors.New("reply has no ip")
+		return v, fmt.Errorf("%w: no ip", errBadReply)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return v, fmt.Errorf("bad port %q", port)
+		return v, fmt.Errorf("%w: bad port %q", errBadReply, port)
 	}
 	// "+6379" and "06379" parse, but must not split a vote by spelling.
 	port = strconv.Itoa(p)
 	epoch, err := strconv.ParseInt(m["config-epoch"], 10, 64)
 	if err != nil || epoch < 0 {
-		return v, fmt.Errorf("bad config-epoch %q", m["config-epoch"])
+		return v, fmt.Errorf("%w: bad config-epoch %q", errBadReply, m["config-epoch"])
 	}
 	v.Epoch = epoch
 	v.Flags = strings.Split(m["flags"], ",")

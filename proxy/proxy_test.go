@@ -322,17 +322,26 @@ func TestClientHeldUntilMasterKnown(t *testing.T) {
 
 func TestHoldTimeoutAnswersRESPError(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		setup func(*Server)
-		want  string
+		name   string
+		reason func() string // Config.NoMasterReason
+		setup  func(*Server)
+		want   string
 	}{
-		{"never discovered", func(*Server) {},
+		{"never discovered", nil, func(*Server) {},
 			"-ERR sentproxy: no master for 'mymaster': not discovered yet\r\n"},
-		{"withdrawn with a reason that has a newline", func(s *Server) { s.ClearMaster("Sentinels disagree\r\nsecond line") },
+		{"withdrawn with a reason that has a newline", nil, func(s *Server) { s.ClearMaster("Sentinels disagree\r\nsecond line") },
 			"-ERR sentproxy: no master for 'mymaster': Sentinels disagree  second line\r\n"},
+		// The reason as it stands at the hold timeout wins over the one
+		// given at the last change, even before any change.
+		{"current reason before any change", func() string { return "no Sentinel reachable" }, func(*Server) {},
+			"-ERR sentproxy: no master for 'mymaster': no Sentinel reachable\r\n"},
+		{"current reason after a withdrawal", func() string { return "no Sentinel reachable" }, func(s *Server) { s.ClearMaster("Sentinels disagree") },
+			"-ERR sentproxy: no master for 'mymaster': no Sentinel reachable\r\n"},
+		{"no current reason: the withdrawal's", func() string { return "" }, func(s *Server) { s.ClearMaster("Sentinels disagree") },
+			"-ERR sentproxy: no master for 'mymaster': Sentinels disagree\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, addr, rec := startServer(t, Config{HoldTimeout: 50 * time.Millisecond})
+			s, addr, rec := startServer(t, Config{HoldTimeout: 50 * time.Millisecond, NoMasterReason: tc.reason})
 			tc.setup(s)
 			c := dial(t, addr)
 			got, err := io.ReadAll(c)

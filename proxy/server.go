@@ -81,6 +81,12 @@ type Config struct {
 	// request to the master: resp mode's COMMAND fetch. Clients still
 	// authenticate themselves; their AUTH passes through.
 	MasterUsername, MasterPassword string
+	// NoMasterReason, if set, says why there is no master right now, for
+	// the error a held client gets at the hold timeout; "" defers to the
+	// reason given to ClearMaster (or "not discovered yet"). It lets the
+	// error name the cause as it stands at that moment (a wrong master name,
+	// Sentinels unreachable) rather than as it stood at the last change.
+	NoMasterReason func() string
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)
@@ -390,6 +396,11 @@ func (s *Server) connect(client net.Conn, accepted time.Time) (*session, string,
 		}
 		if addr == "" {
 			if !waitUntil(changed, deadline) {
+				if s.cfg.NoMasterReason != nil {
+					if r := s.cfg.NoMasterReason(); r != "" {
+						why = r
+					}
+				}
 				return nil, ReasonNoMaster, fmt.Sprintf("sentproxy: no master for '%s': %s", s.cfg.Name, why)
 			}
 			continue

@@ -92,6 +92,12 @@ func newApp(cfg appConfig) (*app, error) {
 		}
 		pcfg.Logger = cfg.logger.With("component", "proxy")
 		pcfg.Observer = a.metrics
+		pcfg.NoMasterReason = func() string {
+			if st := w.Status(); st.Addr == "" {
+				return st.Reason
+			}
+			return "" // a master is verified; its update is on its way
+		}
 		pcfg.OnDialError = func(addr string, err error) {
 			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
 		}

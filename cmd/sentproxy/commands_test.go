@@ -110,8 +110,26 @@ func TestCheckCommand(t *testing.T) {
 	if code != exitFailure {
 		t.Fatalf("check of an unknown master exit %d; want %d", code, exitFailure)
 	}
-	if !strings.Contains(stdout.String(), "nosuchmaster: NO verified master") {
-		t.Fatalf("stdout %q; want it to say there is no verified master", stdout.String())
+	// A typo in the master name must read as what it is, not as a network
+	// outage: the Sentinels are reachable and say they do not know it.
+	const answer = `answered "ERR No such master with that name"`
+	if out := stdout.String(); !strings.Contains(out, "nosuchmaster: NO verified master: no Sentinel gave a usable answer") || !strings.Contains(out, answer) {
+		t.Fatalf("stdout %q; want no verified master, with the Sentinels' answer", out)
+	}
+
+	// `run` with that name says the same in /readyz and in the error a
+	// held client gets.
+	h := startHarness(t, topo, func(c *appConfig) {
+		c.routes = []route{{name: "nosuchmaster", listen: "127.0.0.1:0"}}
+		c.proxy.HoldTimeout = 200 * time.Millisecond
+	})
+	eventually(t, "/readyz with the Sentinels' answer", 10*time.Second, func() bool {
+		code, body := h.httpGet("/readyz")
+		return code == 503 && strings.Contains(body, answer)
+	})
+	got, err := rawCommand(h.addr, 5*time.Second, "PING")
+	if err != nil || !strings.HasPrefix(got, "-ERR sentproxy: no master for 'nosuchmaster': no Sentinel gave a usable answer") || !strings.Contains(got, answer) {
+		t.Fatalf("PING through the route = %q, %v; want the no-master error with the Sentinels' answer", got, err)
 	}
 }
 
