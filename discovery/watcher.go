@@ -47,6 +47,11 @@ type Config struct {
 	SentinelUsername, SentinelPassword string
 	// MasterUsername and MasterPassword authenticate the ROLE check on the master.
 	MasterUsername, MasterPassword string
+	// SentinelPasswordFunc and MasterPasswordFunc, when set, replace
+	// SentinelPassword and MasterPassword: they are asked at every new
+	// connection, so that a rotated password applies without a restart
+	// (which would cut every client connection). They must not block.
+	SentinelPasswordFunc, MasterPasswordFunc func() string
 	// PollInterval is how often the Sentinels are re-checked when nothing
 	// happens. Zero means 1s.
 	PollInterval time.Duration
@@ -182,6 +187,14 @@ func New(cfg Config) (*Watcher, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultTimeout
+	}
+	if cfg.SentinelPasswordFunc == nil {
+		pw := cfg.SentinelPassword
+		cfg.SentinelPasswordFunc = func() string { return pw }
+	}
+	if cfg.MasterPasswordFunc == nil {
+		pw := cfg.MasterPassword
+		cfg.MasterPasswordFunc = func() string { return pw }
 	}
 	w := &Watcher{
 		cfg:       cfg,
@@ -356,7 +369,7 @@ func (w *Watcher) addSentinelLocked(addr string) *sentinel {
 	}
 	s := &sentinel{
 		addr:   addr,
-		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPassword, 4)),
+		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPasswordFunc, 4)),
 	}
 	w.sentinels = append(w.sentinels, s)
 	return s
@@ -379,11 +392,12 @@ func (w *Watcher) startSubscriptionLocked(s *sentinel) {
 // clientOptions configures every go-redis client this package makes. Each
 // request is tried once: the check loop is the retry, and a dead master
 // must be reported in one dial, not after go-redis's five.
-func (w *Watcher) clientOptions(addr, username, password string, poolSize int) *redis.Options {
+func (w *Watcher) clientOptions(addr, username string, password func() string, poolSize int) *redis.Options {
 	return &redis.Options{
-		Addr:                     addr,
-		Username:                 username,
-		Password:                 password,
+		Addr: addr,
+		// Asked at each new connection: a rotated password file applies to
+		// the next one.
+		CredentialsProvider:      func() (string, string) { return username, password() },
 		Dialer:                   w.dial,
 		Protocol:                 2,
 		DisableIdentity:          true,
@@ -601,7 +615,7 @@ func (w *Watcher) newRoleClientLocked(addr string) {
 		w.roleClient.Close()
 	}
 	w.roleAddr = addr
-	w.roleClient = redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPassword, 1))
+	w.roleClient = redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPasswordFunc, 1))
 }
 
 func (w *Watcher) closeRoleClient() {

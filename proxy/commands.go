@@ -38,7 +38,11 @@ func (s *Server) loadCommands(addr string) {
 		return
 	}
 	go func() {
-		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.MasterUsername, s.cfg.MasterPassword)
+		pw := s.cfg.MasterPassword
+		if f := s.cfg.MasterPasswordFunc; f != nil {
+			pw = f()
+		}
+		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.MasterUsername, pw)
 		if err != nil {
 			// Info, not debug: without the table, read-only commands the
 			// built-in list lacks (a module's) are not retried at a failover.

@@ -81,6 +81,9 @@ type Config struct {
 	// request to the master: resp mode's COMMAND fetch. Clients still
 	// authenticate themselves; their AUTH passes through.
 	MasterUsername, MasterPassword string
+	// MasterPasswordFunc, when set, replaces MasterPassword: it is asked at
+	// each fetch, so that a rotated password applies without a restart.
+	MasterPasswordFunc func() string
 	// NoMasterReason, if set, says why there is no master right now, for
 	// the error a held client gets at the hold timeout; "" defers to the
 	// reason given to ClearMaster (or "not discovered yet"). It lets the

@@ -37,6 +37,9 @@ type appConfig struct {
 	// taken effect (addr "" when withdrawn). Tests use it to know the
 	// instant after which nothing may reach the old master.
 	onRoute func(route, addr string)
+	// passwordFiles are the passwords given by file, re-read at each new
+	// connection; Run gives them the logger.
+	passwordFiles []*passwordFile
 }
 
 // routeRunner is one master name: its watcher, its server and its listener.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -39,7 +38,7 @@ type SentinelFlags struct {
 	MasterName   string        `name:"master-name" default:"mymaster" help:"Master name the Sentinels monitor (the single route's name)."`
 	Username     string        `help:"Username for the Sentinels (ACL)."`
 	Password     string        `xor:"sentinel-password" help:"Password for the Sentinels. Visible in ps; prefer the env twin or --sentinel.password-file."`
-	PasswordFile string        `name:"password-file" xor:"sentinel-password" placeholder:"PATH" help:"File holding the Sentinels' password."`
+	PasswordFile string        `name:"password-file" xor:"sentinel-password" placeholder:"PATH" help:"File holding the Sentinels' password. sentproxy run reads it again at each new connection, so a rotated password applies without a restart."`
 	PollInterval time.Duration `name:"poll-interval" default:"1s" help:"How often the Sentinels are re-checked besides +switch-master events."`
 	Timeout      time.Duration `default:"1s" help:"Timeout of each request to a Sentinel or a master."`
 }
@@ -49,7 +48,7 @@ type SentinelFlags struct {
 type MasterFlags struct {
 	Username     string `help:"Username for sentproxy's own requests to the master (ACL): the ROLE check, and resp mode's COMMAND table. Clients authenticate themselves."`
 	Password     string `xor:"master-password" help:"Password for sentproxy's own requests to the master (the ROLE check; resp mode's COMMAND table). Visible in ps; prefer the env twin or --master.password-file."`
-	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password."`
+	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password. sentproxy run reads it again at each new connection, so a rotated password applies without a restart."`
 }
 
 // ProxyFlags shape the client side.
@@ -228,9 +227,5 @@ func secret(value, file string) (string, error) {
 	if file == "" {
 		return value, nil
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("read password file: %w", err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
+	return readPassword(file)
 }

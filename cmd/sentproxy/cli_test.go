@@ -96,6 +96,21 @@ func TestEnvTwinsAndPasswordFile(t *testing.T) {
 	if c.proxy.MasterPassword != "s3cret" {
 		t.Fatalf("proxy's master password = %q; want %q", c.proxy.MasterPassword, "s3cret")
 	}
+	// Given by file, the password follows the file (rotation without a
+	// restart), for the ROLE check and the COMMAND fetch alike; the
+	// Sentinels' password, given by no file, is fixed.
+	if err := os.WriteFile(pw, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c.discovery.MasterPasswordFunc == nil || c.proxy.MasterPasswordFunc == nil {
+		t.Fatal("master password given by file but not followed")
+	}
+	if got, got2 := c.discovery.MasterPasswordFunc(), c.proxy.MasterPasswordFunc(); got != "rotated" || got2 != "rotated" {
+		t.Fatalf("after rewriting the file: discovery %q, proxy %q; want %q", got, got2, "rotated")
+	}
+	if c.discovery.SentinelPasswordFunc != nil {
+		t.Fatal("a password func for the Sentinels, which were given no password file")
+	}
 	if c.proxy.HoldTimeout >= 0 {
 		t.Fatalf("hold timeout %v; want negative (0 on the command line means refuse at once)", c.proxy.HoldTimeout)
 	}

@@ -42,22 +42,36 @@ func (c *RunCmd) Validate() error {
 	if err != nil {
 		return err
 	}
+	// Passwords given by file follow the file: see passwordFile.
+	var files []*passwordFile
+	if path := c.Sentinel.PasswordFile; path != "" {
+		pf := newPasswordFile(path, "Sentinel", dcfg.SentinelPassword)
+		dcfg.SentinelPasswordFunc = pf.get
+		files = append(files, pf)
+	}
+	if path := c.Master.PasswordFile; path != "" {
+		pf := newPasswordFile(path, "master", dcfg.MasterPassword)
+		dcfg.MasterPasswordFunc = pf.get
+		files = append(files, pf)
+	}
 	c.cfg = appConfig{
-		routes:    routes,
-		discovery: dcfg,
+		passwordFiles: files,
+		routes:        routes,
+		discovery:     dcfg,
 		proxy: proxy.Config{
-			Mode:            c.Proxy.Mode,
-			Engine:          c.Proxy.Engine,
-			EventLoops:      eventLoops,
-			MaxClientBuffer: c.Proxy.MaxClientBuffer,
-			MaxBuffer:       c.Proxy.MaxBuffer,
-			DialTimeout:     c.Proxy.DialTimeout,
-			HoldTimeout:     negIfZero(c.Proxy.HoldTimeout),
-			KeepAlive:       negIfZero(c.Proxy.KeepAlive),
-			IdleTimeout:     c.Proxy.IdleTimeout,
-			MaxConnections:  c.Proxy.MaxConnections,
-			MasterUsername:  dcfg.MasterUsername,
-			MasterPassword:  dcfg.MasterPassword,
+			Mode:               c.Proxy.Mode,
+			Engine:             c.Proxy.Engine,
+			EventLoops:         eventLoops,
+			MaxClientBuffer:    c.Proxy.MaxClientBuffer,
+			MaxBuffer:          c.Proxy.MaxBuffer,
+			DialTimeout:        c.Proxy.DialTimeout,
+			HoldTimeout:        negIfZero(c.Proxy.HoldTimeout),
+			KeepAlive:          negIfZero(c.Proxy.KeepAlive),
+			IdleTimeout:        c.Proxy.IdleTimeout,
+			MaxConnections:     c.Proxy.MaxConnections,
+			MasterUsername:     dcfg.MasterUsername,
+			MasterPassword:     dcfg.MasterPassword,
+			MasterPasswordFunc: dcfg.MasterPasswordFunc,
 		},
 		webAddr:       c.Web.ListenAddress,
 		telemetryPath: c.Web.TelemetryPath,
@@ -90,6 +104,9 @@ func scriptEnv(env []string) []string {
 // Run serves until SIGINT or SIGTERM.
 func (c *RunCmd) Run(g *globals) error {
 	c.cfg.logger = g.logger
+	for _, pf := range c.cfg.passwordFiles {
+		pf.setLogger(g.logger)
+	}
 	a, err := newApp(c.cfg)
 	if err != nil {
 		return err
