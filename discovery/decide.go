@@ -36,7 +36,10 @@ var errBadReply = errors.New("unusable reply")
 // or no reply. Operators act differently on each, so "unreachable" must not
 // stand for all three.
 func (v View) cause() string {
-	var re redis.Error
+	var (
+		re redis.Error
+		te tlsError
+	)
 	switch {
 	case v.Err == nil:
 		return ""
@@ -46,6 +49,9 @@ func (v View) cause() string {
 		return re.Error()
 	case noReply(v.Err):
 		return "unreachable"
+	case errors.As(v.Err, &te):
+		// A handshake refused for a reason worth reading: a certificate.
+		return te.Error()
 	default:
 		// Ours (errBadReply, errGuard) or go-redis's parser's.
 		return "unusable reply"

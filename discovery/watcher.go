@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,10 @@ type Config struct {
 	// connection, so that a rotated password applies without a restart
 	// (which would cut every client connection). They must not block.
 	SentinelPasswordFunc, MasterPasswordFunc func() string
+	// SentinelTLS and MasterTLS, when set, make the connections to the
+	// Sentinels and to the master (the ROLE check) TLS. An empty ServerName
+	// is taken from each address's host.
+	SentinelTLS, MasterTLS *tls.Config
 	// PollInterval is how often the Sentinels are re-checked when nothing
 	// happens. Zero means 1s.
 	PollInterval time.Duration
@@ -369,7 +374,7 @@ func (w *Watcher) addSentinelLocked(addr string) *sentinel {
 	}
 	s := &sentinel{
 		addr:   addr,
-		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPasswordFunc, 4)),
+		client: redis.NewSentinelClient(w.clientOptions(addr, w.cfg.SentinelUsername, w.cfg.SentinelPasswordFunc, w.cfg.SentinelTLS, 4)),
 	}
 	w.sentinels = append(w.sentinels, s)
 	return s
@@ -392,13 +397,19 @@ func (w *Watcher) startSubscriptionLocked(s *sentinel) {
 // clientOptions configures every go-redis client this package makes. Each
 // request is tried once: the check loop is the retry, and a dead master
 // must be reported in one dial, not after go-redis's five.
-func (w *Watcher) clientOptions(addr, username string, password func() string, poolSize int) *redis.Options {
+func (w *Watcher) clientOptions(addr, username string, password func() string, tlsCfg *tls.Config, poolSize int) *redis.Options {
+	dial := w.dial
+	if tlsCfg != nil {
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return w.dialTLS(ctx, network, addr, tlsCfg)
+		}
+	}
 	return &redis.Options{
 		Addr: addr,
 		// Asked at each new connection: a rotated password file applies to
 		// the next one.
 		CredentialsProvider:      func() (string, string) { return username, password() },
-		Dialer:                   w.dial,
+		Dialer:                   dial,
 		Protocol:                 2,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
@@ -419,6 +430,39 @@ func (w *Watcher) dial(ctx context.Context, network, addr string) (net.Conn, err
 		return nil, err
 	}
 	return &guardedConn{Conn: c}, nil
+}
+
+// dialTLS is dial with TLS under the guard: the guard reads the plaintext.
+func (w *Watcher) dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{Timeout: w.cfg.Timeout, KeepAlive: 15 * time.Second},
+		Config:    tlsFor(cfg, addr),
+	}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, tlsError{err}
+	}
+	return &guardedConn{Conn: c}, nil
+}
+
+// tlsError is a failed TLS dial: refused, timed out, or a handshake that
+// failed (an unknown authority, a name mismatch, no client certificate).
+type tlsError struct{ err error }
+
+func (e tlsError) Error() string { return "TLS: " + e.err.Error() }
+func (e tlsError) Unwrap() error { return e.err }
+
+// tlsFor is cfg for a connection to addr: its ServerName, when empty, is
+// addr's host, which Go checks against the certificate's DNS or IP names.
+func tlsFor(cfg *tls.Config, addr string) *tls.Config {
+	if cfg.ServerName != "" {
+		return cfg
+	}
+	c := cfg.Clone()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		c.ServerName = host
+	}
+	return c
 }
 
 // checkAndApply runs one check and returns when the next should run.
@@ -615,7 +659,7 @@ func (w *Watcher) newRoleClientLocked(addr string) {
 		w.roleClient.Close()
 	}
 	w.roleAddr = addr
-	w.roleClient = redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPasswordFunc, 1))
+	w.roleClient = redis.NewClient(w.clientOptions(addr, w.cfg.MasterUsername, w.cfg.MasterPasswordFunc, w.cfg.MasterTLS, 1))
 }
 
 func (w *Watcher) closeRoleClient() {

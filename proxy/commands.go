@@ -1,9 +1,9 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"time"
 
@@ -42,7 +42,7 @@ func (s *Server) loadCommands(addr string) {
 		if f := s.cfg.MasterPasswordFunc; f != nil {
 			pw = f()
 		}
-		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.MasterUsername, pw)
+		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.TLS, s.cfg.MasterUsername, pw)
 		if err != nil {
 			// Info, not debug: without the table, read-only commands the
 			// built-in list lacks (a module's) are not retried at a failover.
@@ -58,8 +58,8 @@ func (s *Server) loadCommands(addr string) {
 // fetchCommandTable asks addr for COMMAND, after AUTH when a password is
 // given (both in one write). Errors never carry the password: Redis's
 // replies to AUTH do not echo it.
-func fetchCommandTable(addr string, timeout time.Duration, username, password string) (commandTable, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, username, password string) (commandTable, error) {
+	c, err := dialMaster(addr, timeout, 0, tlsCfg)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}

@@ -70,7 +70,7 @@ func (ss *session) cut(reason string) {
 			lp.abort()
 			return
 		}
-		if tc, ok := ss.up.(*net.TCPConn); ok {
+		if tc, ok := tcpOf(ss.up); ok {
 			tc.SetLinger(0)
 		}
 		ss.up.Close()

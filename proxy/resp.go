@@ -207,7 +207,7 @@ func (rc *respConn) end() {
 }
 
 func resetConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := tcpOf(c); ok {
 		tc.SetLinger(0)
 	}
 	c.Close()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +91,13 @@ type Config struct {
 	// error name the cause as it stands at that moment (a wrong master name,
 	// Sentinels unreachable) rather than as it stood at the last change.
 	NoMasterReason func() string
+	// TLS, when set, makes every connection to the master TLS (clients
+	// still connect in plain text, on loopback as a sidecar). An empty
+	// ServerName is taken from the master's address. The bytes then pass
+	// through Go's TLS in user space, so a ModeTCP route copies them
+	// (EngineSplice's goroutines, without splice) rather than using
+	// EngineEpoll.
+	TLS *tls.Config
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)
@@ -146,7 +154,7 @@ func New(cfg Config) *Server {
 	if cfg.Engine == "" {
 		cfg.Engine = DefaultEngine
 	}
-	if cfg.Engine != EngineEpoll || !EngineEpollSupported {
+	if cfg.Engine != EngineEpoll || !EngineEpollSupported || cfg.TLS != nil {
 		cfg.Engine = EngineSplice
 	}
 	switch {
@@ -442,14 +450,42 @@ func (s *Server) dial(addr string, deadline time.Time) (net.Conn, error) {
 	if left := time.Until(deadline); left > 0 && left < timeout {
 		timeout = left
 	}
-	d := net.Dialer{Timeout: timeout, KeepAlive: s.cfg.KeepAlive}
 	start := time.Now()
-	up, err := d.Dial("tcp", addr)
+	up, err := dialMaster(addr, timeout, s.cfg.KeepAlive, s.cfg.TLS)
 	s.obs.UpstreamDialed(s.cfg.Name, time.Since(start), err)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial master %s: %w", addr, err)
 	}
 	return up, nil
+}
+
+// dialMaster dials addr, in TLS when tlsCfg is set (the handshake within
+// the same timeout).
+func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout, KeepAlive: keepAlive}
+	if tlsCfg == nil {
+		return d.Dial("tcp", addr)
+	}
+	if tlsCfg.ServerName == "" {
+		tlsCfg = tlsCfg.Clone()
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			tlsCfg.ServerName = host
+		}
+	}
+	c, err := (&tls.Dialer{NetDialer: d, Config: tlsCfg}).Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return c, nil
+}
+
+// tcpOf is the TCP connection under c, which may be TLS.
+func tcpOf(c net.Conn) (*net.TCPConn, bool) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	tcp, ok := c.(*net.TCPConn)
+	return tcp, ok
 }
 
 func (s *Server) setKeepAlive(c net.Conn) {

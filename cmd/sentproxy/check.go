@@ -18,6 +18,7 @@ import (
 type CheckCmd struct {
 	Sentinel SentinelFlags `embed:"" prefix:"sentinel."`
 	Master   MasterFlags   `embed:"" prefix:"master."`
+	TLS      TLSFlags      `embed:"" prefix:"tls."`
 	Names    []string      `name:"master-names" env:"SENTPROXY_CHECK_MASTER_NAMES" placeholder:"NAME,..." help:"Check these master names instead of --sentinel.master-name."`
 	JSON     bool          `name:"json" env:"SENTPROXY_CHECK_JSON" help:"Print JSON instead of a table."`
 }
@@ -41,7 +42,7 @@ type checkView struct {
 // Run asks every Sentinel once per master name and prints the result. It
 // fails when any name has no verified master.
 func (c *CheckCmd) Run(g *globals) error {
-	dcfg, err := discoveryConfig(c.Sentinel, c.Master)
+	dcfg, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -41,6 +44,7 @@ type SentinelFlags struct {
 	PasswordFile string        `name:"password-file" xor:"sentinel-password" placeholder:"PATH" help:"File holding the Sentinels' password. sentproxy run reads it again at each new connection, so a rotated password applies without a restart."`
 	PollInterval time.Duration `name:"poll-interval" default:"1s" help:"How often the Sentinels are re-checked besides +switch-master events."`
 	Timeout      time.Duration `default:"1s" help:"Timeout of each request to a Sentinel or a master."`
+	TLS          bool          `name:"tls" help:"Connect to the Sentinels with TLS (their tls-port), as --tls.* configures."`
 }
 
 // MasterFlags authenticate the ROLE check sentproxy runs on the master.
@@ -49,6 +53,53 @@ type MasterFlags struct {
 	Username     string `help:"Username for sentproxy's own requests to the master (ACL): the ROLE check, and resp mode's COMMAND table. Clients authenticate themselves."`
 	Password     string `xor:"master-password" help:"Password for sentproxy's own requests to the master (the ROLE check; resp mode's COMMAND table). Visible in ps; prefer the env twin or --master.password-file."`
 	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password. sentproxy run reads it again at each new connection, so a rotated password applies without a restart."`
+	TLS          bool   `name:"tls" help:"Connect to the master with TLS (the Sentinels then announce its tls-port: tls-replication yes), as --tls.* configures: the ROLE check and every client's connection, which stays plain text between the app and sentproxy. tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
+}
+
+// TLSFlags configure TLS towards the Sentinels (--sentinel.tls) and the
+// master (--master.tls). One set serves both, as Redis's own tls-replication
+// uses one certificate set for all its links.
+type TLSFlags struct {
+	CAFile             string `name:"ca-file" placeholder:"PATH" help:"PEM file of the CA certificates that sign the servers' certificates (Redis's tls-ca-cert-file). Default: the system's."`
+	CertFile           string `name:"cert-file" placeholder:"PATH" help:"PEM client certificate, for servers that require one (Redis's default, tls-auth-clients yes). With --tls.key-file."`
+	KeyFile            string `name:"key-file" placeholder:"PATH" help:"PEM private key of --tls.cert-file."`
+	ServerName         string `name:"server-name" help:"Name the servers' certificates must carry. Default: the host of each address (an IP address must then be among the certificate's IP names)."`
+	InsecureSkipVerify bool   `name:"insecure-skip-verify" help:"Do not verify the servers' certificates: encryption without authentication, for tests only."`
+}
+
+// config builds the tls.Config that --sentinel.tls and --master.tls use;
+// nil when neither is set. Every file is read and checked here, so that a
+// bad one is a usage error before anything listens.
+func (t TLSFlags) config(sentinel, master bool) (*tls.Config, error) {
+	if !sentinel && !master {
+		if t != (TLSFlags{}) {
+			return nil, errors.New("--tls.* given without --sentinel.tls or --master.tls: it would have no effect")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls.ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls.ca-file=%s: no PEM certificate in it", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile != "":
+		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls.cert-file, --tls.key-file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	case t.CertFile != "" || t.KeyFile != "":
+		return nil, errors.New("--tls.cert-file and --tls.key-file go together")
+	}
+	return cfg, nil
 }
 
 // ProxyFlags shape the client side.

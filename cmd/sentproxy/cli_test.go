@@ -53,6 +53,14 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
 		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},
 		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},
+		// TLS files are read and parsed before anything listens; "present"
+		// holds a password, not PEM.
+		{"TLS settings without TLS", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--tls.ca-file=" + present}, "no effect"},
+		{"TLS CA file missing", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.tls", "--tls.ca-file=" + missing}, "--tls.ca-file"},
+		{"TLS CA file not PEM", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--sentinel.tls", "--tls.ca-file=" + present}, "no PEM certificate"},
+		{"TLS certificate without key", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.tls", "--tls.cert-file=" + present}, "go together"},
+		{"TLS certificate and key not PEM", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.tls", "--tls.cert-file=" + present, "--tls.key-file=" + present}, "--tls.cert-file"},
+		{"check: TLS CA file not PEM", []string{"check", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.tls", "--tls.ca-file=" + present}, "no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 type RunCmd struct {
 	Sentinel SentinelFlags `embed:"" prefix:"sentinel."`
 	Master   MasterFlags   `embed:"" prefix:"master."`
+	TLS      TLSFlags      `embed:"" prefix:"tls."`
 	Proxy    ProxyFlags    `embed:"" prefix:"proxy."`
 	Web      WebFlags      `embed:"" prefix:"web."`
 	Notify   NotifyFlags   `embed:"" prefix:"notify."`
@@ -38,7 +40,7 @@ func (c *RunCmd) Validate() error {
 	case eventLoops == 0:
 		eventLoops = -1 // proxy.Config's "one per CPU"
 	}
-	dcfg, err := discoveryConfig(c.Sentinel, c.Master)
+	dcfg, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
 	}
@@ -72,6 +74,7 @@ func (c *RunCmd) Validate() error {
 			MasterUsername:     dcfg.MasterUsername,
 			MasterPassword:     dcfg.MasterPassword,
 			MasterPasswordFunc: dcfg.MasterPasswordFunc,
+			TLS:                dcfg.MasterTLS,
 		},
 		webAddr:       c.Web.ListenAddress,
 		telemetryPath: c.Web.TelemetryPath,
@@ -125,7 +128,18 @@ func negIfZero[T ~int64](d T) T {
 	return d
 }
 
-func discoveryConfig(s SentinelFlags, m MasterFlags) (discovery.Config, error) {
+func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Config, error) {
+	tlsCfg, err := t.config(s.TLS, m.TLS)
+	if err != nil {
+		return discovery.Config{}, usageError{err}
+	}
+	var sentinelTLS, masterTLS *tls.Config
+	if s.TLS {
+		sentinelTLS = tlsCfg
+	}
+	if m.TLS {
+		masterTLS = tlsCfg
+	}
 	spw, err := secret(s.Password, s.PasswordFile)
 	if err != nil {
 		return discovery.Config{}, usageError{err}
@@ -142,5 +156,7 @@ func discoveryConfig(s SentinelFlags, m MasterFlags) (discovery.Config, error) {
 		MasterPassword:   mpw,
 		PollInterval:     s.PollInterval,
 		Timeout:          s.Timeout,
+		SentinelTLS:      sentinelTLS,
+		MasterTLS:        masterTLS,
 	}, nil
 }

@@ -50,6 +50,24 @@ func StartServer(t testing.TB, opts redisproc.Options) *redisproc.Process {
 	return p
 }
 
+// StartSentinel starts a redis-sentinel for the test and closes it when the
+// test ends. opts.Dir defaults to a new t.TempDir().
+func StartSentinel(t testing.TB, opts redisproc.SentinelOptions) *redisproc.Process {
+	t.Helper()
+	Require(t)
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p, err := redisproc.StartSentinel(ctx, opts)
+	if err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	cleanup(t, p.Close, p)
+	return p
+}
+
 // StartTopology starts a master, replicas and Sentinels for the test, and
 // closes them all when the test ends. opts.Dir defaults to a new
 // t.TempDir().
