@@ -70,10 +70,7 @@ func (ss *session) cut(reason string) {
 			lp.abort()
 			return
 		}
-		if tc, ok := tcpOf(ss.up); ok {
-			tc.SetLinger(0)
-		}
-		ss.up.Close()
+		resetConn(ss.up)
 		ss.client.Close()
 		if ss.rc != nil {
 			ss.rc.end()

@@ -206,9 +206,13 @@ func (rc *respConn) end() {
 	resetConn(up)
 }
 
+// resetConn closes c with a reset, so that what its socket still holds is
+// dropped rather than delivered. Under TLS the TCP connection is closed
+// first, so that not even a close_notify alert goes out.
 func resetConn(c net.Conn) {
 	if tc, ok := tcpOf(c); ok {
 		tc.SetLinger(0)
+		tc.Close()
 	}
 	c.Close()
 }
