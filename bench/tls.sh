@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# What TLS to the master costs: redis-benchmark GET and SET (-c CLIENTS,
+# pipeline 1) in plain text against sentproxy --master.tls (tcp mode, which
+# then copies through Go's TLS, and resp mode) and against HAProxy (mode
+# tcp, one thread, `server ... ssl`), all in front of one redis-server that
+# takes TLS, followed by one Sentinel; and, for scale, redis-benchmark in TLS
+# straight to Redis (--tls). Certificates come from openssl, made for the
+# run. Rounds rotate the target order; the table gives medians over rounds
+# of requests/s and of the proxy's CPU per request (utime+stime from
+# /proc/PID/stat, both tests).
+#
+# Usage: bash bench/tls.sh
+# Env:   ROUNDS (default 5), REQUESTS (default 100000 per test), CLIENTS
+#        (default 50).
+# Needs redis-server, redis-sentinel, redis-benchmark (with TLS, as
+# Debian's), haproxy, openssl, go. Prints a Markdown table.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+ROUNDS=${ROUNDS:-5}
+REQUESTS=${REQUESTS:-100000}
+CLIENTS=${CLIENTS:-50}
+for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy openssl go; do
+  command -v "$b" >/dev/null 2>&1 || { echo "tls: $b not found (apt-get install -y redis-server redis-sentinel redis-tools haproxy openssl)" >&2; exit 1; }
+done
+
+OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-tls.XXXXXX")
+pids=() # what this script started, stopped in reverse order
+cleanup() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+  for i in "${pids[@]}"; do wait "$i" 2>/dev/null || true; done
+  rm -rf "$OUT"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+die() { echo "tls: $*" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# poll WHAT SECONDS CMD...: run CMD every 0.1 s until it succeeds.
+poll() {
+  local what=$1 secs=$2 i
+  shift 2
+  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "$what not ready after ${secs}s"
+}
+
+# --- certificates: a CA and one certificate for 127.0.0.1, client and server ---
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout "$OUT/ca.key" -out "$OUT/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -keyout "$OUT/tls.key" -out "$OUT/tls.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >"$OUT/ext.cnf"
+openssl x509 -req -in "$OUT/tls.csr" -CA "$OUT/ca.crt" -CAkey "$OUT/ca.key" -CAcreateserial -days 2 \
+  -extfile "$OUT/ext.cnf" -out "$OUT/tls.crt" 2>/dev/null
+cat "$OUT/tls.crt" "$OUT/tls.key" >"$OUT/tls.pem" # HAProxy's crt: both in one file
+
+# --- redis-server (TLS on MTLS, plain on MPORT for control) and a Sentinel ---
+MPORT=$(free_port) MTLS=$(free_port) SPORT=$(free_port)
+tls_conf=(--tls-cert-file "$OUT/tls.crt" --tls-key-file "$OUT/tls.key" --tls-ca-cert-file "$OUT/ca.crt" --tls-replication yes)
+redis-server --bind 127.0.0.1 --port "$MPORT" --tls-port "$MTLS" "${tls_conf[@]}" --save '' --appendonly no \
+  --dir "$OUT" --logfile "$OUT/redis.log" &
+pids+=($!)
+MPID=$!
+poll redis-server 10 redis-cli -p "$MPORT" ping
+printf 'bind 127.0.0.1\nport %s\ndir %s\nlogfile %s/sentinel.log\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-replication yes\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
+  "$SPORT" "$OUT" "$OUT" "$OUT/tls.crt" "$OUT/tls.key" "$OUT/ca.crt" "$MTLS" >"$OUT/sentinel.conf"
+redis-sentinel "$OUT/sentinel.conf" &
+pids+=($!)
+poll redis-sentinel 10 redis-cli -p "$SPORT" ping
+
+# --- sentproxy, tcp and resp mode, TLS to the master ---
+go build -o "$OUT/sentproxy" ./cmd/sentproxy
+declare -A port pid
+start_sentproxy() { # NAME MODE
+  local p w
+  p=$(free_port) w=$(free_port)
+  "$OUT/sentproxy" run --sentinel.addrs="127.0.0.1:$SPORT" --master.tls --tls.ca-file="$OUT/ca.crt" \
+    --tls.cert-file="$OUT/tls.crt" --tls.key-file="$OUT/tls.key" --proxy.mode="$2" \
+    --proxy.listen-address="127.0.0.1:$p" --web.listen-address="127.0.0.1:$w" --log.level=warn \
+    >"$OUT/$1.log" 2>&1 &
+  pids+=($!)
+  pid[$1]=$!
+  port[$1]=$p
+  poll "sentproxy $1" 15 bash -c "[ \"\$(redis-cli -p $p ping)\" = PONG ]"
+}
+start_sentproxy sentproxy-tcp tcp
+start_sentproxy sentproxy-resp resp
+
+# --- HAProxy, TLS to the master ---
+HPORT=$(free_port)
+cat >"$OUT/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+listen redis
+    bind 127.0.0.1:$HPORT
+    server master 127.0.0.1:$MTLS ssl verify required ca-file $OUT/ca.crt crt $OUT/tls.pem
+EOF
+haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
+pids+=($!)
+pid[haproxy]=$!
+port[haproxy]=$HPORT
+poll haproxy 10 bash -c "[ \"\$(redis-cli -p $HPORT ping)\" = PONG ]"
+pid[direct-tls]=""
+port[direct-tls]=$MTLS
+
+cpu_ticks() { # PID: utime+stime
+  local line rest
+  read -r line <"/proc/$1/stat"
+  rest=${line##*) }
+  local -a f
+  read -r -a f <<<"$rest"
+  echo $((f[11] + f[12]))
+}
+bench() { # TARGET: prints "SET_rps GET_rps"
+  local -a tls=()
+  [ "$1" != direct-tls ] || tls=(--tls --cacert "$OUT/ca.crt" --cert "$OUT/tls.crt" --key "$OUT/tls.key")
+  redis-benchmark -h 127.0.0.1 -p "${port[$1]}" "${tls[@]}" -c "$CLIENTS" -n "$REQUESTS" -t set,get -r 100000 -d 16 --csv \
+    | tr -d '"' | awk -F, '$1=="SET"{s=$2} $1=="GET"{g=$2} END{print s, g}'
+}
+
+targets=(direct-tls sentproxy-tcp sentproxy-resp haproxy)
+for t in "${targets[@]}"; do bench "$t" >/dev/null; done # warm-up: keyspace, connections
+raw="$OUT/raw.tsv"
+CLK_TCK=$(getconf CLK_TCK)
+date_start=$(date -u '+%Y-%m-%d %H:%M')
+for ((r = 0; r < ROUNDS; r++)); do
+  for ((k = 0; k < ${#targets[@]}; k++)); do
+    t=${targets[$(((k + r) % ${#targets[@]}))]}
+    c0=0
+    [ -z "${pid[$t]}" ] || c0=$(cpu_ticks "${pid[$t]}")
+    read -r set get <<<"$(bench "$t")"
+    cpu=""
+    [ -z "${pid[$t]}" ] || cpu=$(awk -v d="$(($(cpu_ticks "${pid[$t]}") - c0))" -v hz="$CLK_TCK" -v n="$((2 * REQUESTS))" 'BEGIN{printf "%.1f", d / hz * 1e6 / n}')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$set" "$get" "$cpu" "$r" >>"$raw"
+    echo "tls: round $((r + 1))/$ROUNDS $t SET $set GET $get proxy CPU µs/req ${cpu:--}" >&2
+  done
+done
+
+echo "TLS to the master: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, pipeline 1."
+echo
+echo "| target | SET/s | GET/s | SET ÷ HAProxy | GET ÷ HAProxy | proxy CPU µs/request |"
+echo "|---|---:|---:|---:|---:|---:|"
+for t in "${targets[@]}"; do
+  # Ratios are taken within each round, then their median.
+  awk -F'\t' -v t="$t" '
+    function median(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+    $1 == "haproxy" { hs[$5] = $2; hg[$5] = $3 }
+    $1 == t { n++; s[n] = $2; g[n] = $3; rs[$5] = $2; rg[$5] = $3; if ($4 != "") { m++; c[m] = $4 } }
+    END {
+      for (r in rs) if (hs[r] > 0) { k++; qs[k] = rs[r] / hs[r]; qg[k] = rg[r] / hg[r] }
+      printf "| %s | %.0f | %.0f | %.2f | %.2f | %s |\n", t, median(s, n), median(g, n), median(qs, k), median(qg, k), m ? sprintf("%.1f", median(c, m)) : "-"
+    }' "$raw"
+done
