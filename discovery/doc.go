@@ -19,10 +19,15 @@
 //   - A placeholder address (0.0.0.0, ::) or an announced hostname that does
 //     not resolve means "not ready yet", never a switch.
 //   - With no Sentinel reachable, the last verified master is kept while it
-//     answers ROLE as master, and withdrawn once it does not.
+//     answers ROLE as master, and withdrawn once it does not. Sentinels that
+//     answer with an error (a master name they do not monitor, a refused
+//     password, a refused TLS handshake) count as no answer, but the reason
+//     names what they said rather than "unreachable".
 //   - Every connection the package opens is guarded: a reply whose headers
 //     announce more than a few MiB is refused before go-redis allocates for
-//     it, so a broken Sentinel cannot exhaust memory.
+//     it, so a broken Sentinel cannot exhaust memory. Under TLS the guard
+//     reads the plaintext. Passwords are asked for at each new connection
+//     (Config.*PasswordFunc), so a rotated one applies without a restart.
 //   - The package imports neither proxy nor metrics; it reports to an
 //     Observer declared here and publishes on a channel.
 //

@@ -84,21 +84,18 @@ func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, u
 	for {
 		n, err := r.Read(chunk)
 		buf = append(buf, chunk[:n]...)
-		for !authed {
+		if !authed {
 			k, v := redcon.ReadNextRESP(buf)
 			if k == 0 {
-				break
+				if err != nil {
+					return nil, fmt.Errorf("proxy: COMMAND: AUTH reply: %w", err)
+				}
+				continue
 			}
 			if v.Type != redcon.String || v.String() != "OK" {
 				return nil, fmt.Errorf("proxy: COMMAND: AUTH with the master credentials answered %q", v.String())
 			}
 			buf, authed = buf[k:], true
-		}
-		if !authed {
-			if err != nil {
-				return nil, fmt.Errorf("proxy: COMMAND: AUTH reply: %w", err)
-			}
-			continue
 		}
 		if k, v := redcon.ReadNextRESP(buf); k > 0 {
 			return parseCommandTable(v)

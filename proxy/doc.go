@@ -36,6 +36,11 @@
 //     are never wrapped. Byte counts come from io.Copy's return values when
 //     a connection ends. It costs a third system call per message and a
 //     goroutine wake-up, which is why it is not the default on Linux.
+//   - With Config.TLS the master leg is TLS (the client leg stays plain).
+//     ModeTCP then copies through crypto/tls with EngineSplice's two
+//     goroutines, as neither epoll nor splice(2) can carry TLS in user
+//     space; a cut resets the TCP connection under the TLS one before
+//     closing it, so not even a close_notify alert reaches the old master.
 //   - In ModeRESP commands and replies are framed (internal/resp) and
 //     forwarded as read, never re-encoded; a malformed command gets the
 //     error Redis itself gives, then the close.
