@@ -36,31 +36,31 @@ func Require(t testing.TB) {
 // test ends. opts.Dir defaults to a new t.TempDir().
 func StartServer(t testing.TB, opts redisproc.Options) *redisproc.Process {
 	t.Helper()
-	Require(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	p, err := redisproc.StartServer(ctx, opts)
-	if err != nil {
-		t.Fatalf("testredis: %v", err)
-	}
-	cleanup(t, p.Close, p)
-	return p
+	return startProcess(t, &opts.Dir, func(ctx context.Context) (*redisproc.Process, error) {
+		return redisproc.StartServer(ctx, opts)
+	})
 }
 
 // StartSentinel starts a redis-sentinel for the test and closes it when the
 // test ends. opts.Dir defaults to a new t.TempDir().
 func StartSentinel(t testing.TB, opts redisproc.SentinelOptions) *redisproc.Process {
 	t.Helper()
+	return startProcess(t, &opts.Dir, func(ctx context.Context) (*redisproc.Process, error) {
+		return redisproc.StartSentinel(ctx, opts)
+	})
+}
+
+// startProcess defaults *dir to a new t.TempDir(), then starts one process
+// with start and registers its closing.
+func startProcess(t testing.TB, dir *string, start func(context.Context) (*redisproc.Process, error)) *redisproc.Process {
+	t.Helper()
 	Require(t)
-	if opts.Dir == "" {
-		opts.Dir = t.TempDir()
+	if *dir == "" {
+		*dir = t.TempDir()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	p, err := redisproc.StartSentinel(ctx, opts)
+	p, err := start(ctx)
 	if err != nil {
 		t.Fatalf("testredis: %v", err)
 	}
