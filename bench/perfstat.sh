@@ -43,36 +43,11 @@ for t in $TARGETS; do
   case $t in splice | epoll | resp | haproxy | b) ;; *) echo "perfstat: unknown target $t" >&2; exit 2 ;; esac
 done
 
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-perfstat.XXXXXX")
-pids=() # what this script started, stopped in reverse order
-cleanup() {
-  local rc=$? i
-  trap - EXIT INT TERM
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for i in "${pids[@]}"; do wait "$i" 2>/dev/null || true; done
-  rm -rf "$OUT"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-die() { echo "perfstat: $*" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_init perfstat
 
-# until_ok SECONDS CMD...: run CMD every 0.1 s until it succeeds, or fail.
-until_ok() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || die "timed out: $*"
-    sleep 0.1
-  done
-}
-
-read -r MPORT SPORT LPORT < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
+read -r MPORT SPORT LPORT <<<"$(free_ports 3)"
 
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
 redis-server --bind 127.0.0.1 --port "$MPORT" --save '' --appendonly no --dir "$OUT" --logfile "$OUT/redis.log" &

@@ -25,30 +25,9 @@ for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy openssl g
   command -v "$b" >/dev/null 2>&1 || { echo "tls: $b not found (apt-get install -y redis-server redis-sentinel redis-tools haproxy openssl)" >&2; exit 1; }
 done
 
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-tls.XXXXXX")
-pids=() # what this script started, stopped in reverse order
-cleanup() {
-  local rc=$? i
-  trap - EXIT INT TERM
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
-  for i in "${pids[@]}"; do wait "$i" 2>/dev/null || true; done
-  rm -rf "$OUT"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-die() { echo "tls: $*" >&2; exit 1; }
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-# poll WHAT SECONDS CMD...: run CMD every 0.1 s until it succeeds.
-poll() {
-  local what=$1 secs=$2 i
-  shift 2
-  for ((i = 0; i < secs * 10; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  die "$what not ready after ${secs}s"
-}
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_init tls
 
 # --- certificates: a CA and one certificate for 127.0.0.1, client and server ---
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
@@ -61,25 +40,24 @@ openssl x509 -req -in "$OUT/tls.csr" -CA "$OUT/ca.crt" -CAkey "$OUT/ca.key" -CAc
 cat "$OUT/tls.crt" "$OUT/tls.key" >"$OUT/tls.pem" # HAProxy's crt: both in one file
 
 # --- redis-server (TLS on MTLS, plain on MPORT for control) and a Sentinel ---
-MPORT=$(free_port) MTLS=$(free_port) SPORT=$(free_port)
+read -r MPORT MTLS SPORT HPORT <<<"$(free_ports 4)"
 tls_conf=(--tls-cert-file "$OUT/tls.crt" --tls-key-file "$OUT/tls.key" --tls-ca-cert-file "$OUT/ca.crt" --tls-replication yes)
 redis-server --bind 127.0.0.1 --port "$MPORT" --tls-port "$MTLS" "${tls_conf[@]}" --save '' --appendonly no \
   --dir "$OUT" --logfile "$OUT/redis.log" &
 pids+=($!)
-MPID=$!
-poll redis-server 10 redis-cli -p "$MPORT" ping
+until_ok 10 redis-cli -p "$MPORT" ping
 printf 'bind 127.0.0.1\nport %s\ndir %s\nlogfile %s/sentinel.log\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-replication yes\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
   "$SPORT" "$OUT" "$OUT" "$OUT/tls.crt" "$OUT/tls.key" "$OUT/ca.crt" "$MTLS" >"$OUT/sentinel.conf"
 redis-sentinel "$OUT/sentinel.conf" &
 pids+=($!)
-poll redis-sentinel 10 redis-cli -p "$SPORT" ping
+until_ok 10 redis-cli -p "$SPORT" ping
 
 # --- sentproxy, tcp and resp mode, TLS to the master ---
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
 declare -A port pid
 start_sentproxy() { # NAME MODE
   local p w
-  p=$(free_port) w=$(free_port)
+  read -r p w <<<"$(free_ports 2)"
   "$OUT/sentproxy" run --sentinel.addrs="127.0.0.1:$SPORT" --master.tls --tls.ca-file="$OUT/ca.crt" \
     --tls.cert-file="$OUT/tls.crt" --tls.key-file="$OUT/tls.key" --proxy.mode="$2" \
     --proxy.listen-address="127.0.0.1:$p" --web.listen-address="127.0.0.1:$w" --log.level=warn \
@@ -87,13 +65,12 @@ start_sentproxy() { # NAME MODE
   pids+=($!)
   pid[$1]=$!
   port[$1]=$p
-  poll "sentproxy $1" 15 bash -c "[ \"\$(redis-cli -p $p ping)\" = PONG ]"
+  until_ok 15 bash -c "[ \"\$(redis-cli -p $p ping)\" = PONG ]"
 }
 start_sentproxy sentproxy-tcp tcp
 start_sentproxy sentproxy-resp resp
 
 # --- HAProxy, TLS to the master ---
-HPORT=$(free_port)
 cat >"$OUT/haproxy.cfg" <<EOF
 global
     nbthread 1
@@ -111,18 +88,10 @@ haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
 pids+=($!)
 pid[haproxy]=$!
 port[haproxy]=$HPORT
-poll haproxy 10 bash -c "[ \"\$(redis-cli -p $HPORT ping)\" = PONG ]"
+until_ok 10 bash -c "[ \"\$(redis-cli -p $HPORT ping)\" = PONG ]"
 pid[direct-tls]=""
 port[direct-tls]=$MTLS
 
-cpu_ticks() { # PID: utime+stime
-  local line rest
-  read -r line <"/proc/$1/stat"
-  rest=${line##*) }
-  local -a f
-  read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))
-}
 bench() { # TARGET: prints "SET_rps GET_rps"
   local -a tls=()
   [ "$1" != direct-tls ] || tls=(--tls --cacert "$OUT/ca.crt" --cert "$OUT/tls.crt" --key "$OUT/tls.key")
