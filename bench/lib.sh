@@ -51,11 +51,13 @@ print(*(s.getsockname()[1] for s in ss))' "$1"
 }
 
 # cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of
-# /proc/PID/stat, counted after the ")" that closes the command name).
+# /proc/PID/stat, counted after the ")" that closes the command name, which
+# may contain spaces).
 cpu_ticks() {
   local line rest
   read -r line <"/proc/$1/stat"
   rest=${line##*) }
+  # rest starts at field 3 (state): utime is field 14 -> word 12, stime 13.
   local -a f
   read -r -a f <<<"$rest"
   echo $((f[11] + f[12]))

@@ -265,18 +265,10 @@ all_alive() {
   alive "$MPID" redis-server "$OUT/master/redis.log"
 }
 
-# cpu_ticks PID: utime+stime in clock ticks (fields 14 and 15 of
-# /proc/PID/stat; counted after the ")" closing the command name, which may
-# contain spaces).
-cpu_ticks() {
-  local line rest
-  read -r line <"/proc/$1/stat"
-  rest=${line##*) }
-  # rest starts at field 3 (state): utime is field 14 -> word 12, stime 13.
-  local -a f
-  read -r -a f <<<"$rest"
-  echo $((f[11] + f[12]))
-}
+# cpu_ticks (bench/lib.sh; this script keeps its own cleanup and die).
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+die() { echo "bench: $*" >&2; exit 1; }
 
 CLK_TCK=$(getconf CLK_TCK)
 
