@@ -38,28 +38,51 @@ func tlsPort(t *testing.T) int {
 	return p
 }
 
-// A master, a replica and a Sentinel that speak TLS to each other and to
-// clients: sentproxy, configured by its flags alone (--sentinel.tls,
-// --master.tls, --tls.*), routes a plain-text client to the master's TLS
-// port and, after SENTINEL FAILOVER, to the promoted replica's.
+// A master, a replica and three Sentinels that speak TLS to each other and
+// to clients: sentproxy, configured by its flags alone (--sentinel.tls,
+// --master.tls, --tls.*) and given one Sentinel, learns the other two,
+// routes a plain-text client to the master's TLS port and, after SENTINEL
+// FAILOVER, to the promoted replica's.
 func TestTLSSentinelsAndMaster(t *testing.T) {
 	testredis.Require(t)
 	files := testutil.NewTLSFiles(t, t.TempDir())
-	mTLS, rTLS, sTLS := tlsPort(t), tlsPort(t), tlsPort(t)
+	mTLS, rTLS := tlsPort(t), tlsPort(t)
 	master := testredis.StartServer(t, redisproc.Options{ExtraConfig: append(tlsLines(files, mTLS), "repl-diskless-sync-delay 0")})
 	replica := testredis.StartServer(t, redisproc.Options{ExtraConfig: append(tlsLines(files, rTLS),
 		"repl-diskless-sync-delay 0", fmt.Sprintf("replicaof 127.0.0.1 %d", mTLS))})
-	sentinel := testredis.StartSentinel(t, redisproc.SentinelOptions{MasterPort: mTLS, DownAfter: downAfter, ExtraConfig: tlsLines(files, sTLS)})
+	// Three Sentinels, quorum 2; sentproxy is given the first alone and
+	// must learn the others (at their TLS ports, which tls-replication
+	// makes them announce) and reach them in TLS.
+	var sentinels []*redisproc.Process
+	seedTLS := tlsPort(t)
+	for i := range 3 {
+		port := seedTLS
+		if i > 0 {
+			port = tlsPort(t)
+		}
+		sentinels = append(sentinels, testredis.StartSentinel(t, redisproc.SentinelOptions{
+			MasterPort: mTLS, Quorum: 2, DownAfter: downAfter, ExtraConfig: tlsLines(files, port)}))
+	}
+	sentinel := sentinels[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	masterTLS, replicaTLS := fmt.Sprintf("127.0.0.1:%d", mTLS), fmt.Sprintf("127.0.0.1:%d", rTLS)
-	eventually(t, "replication over TLS and the Sentinel knowing the replica", 20*time.Second, func() bool {
+	eventually(t, "replication over TLS, and every Sentinel knowing the replica and its two peers", 30*time.Second, func() bool {
 		info, err := replica.Do(ctx, "INFO", "replication")
 		if err != nil || !strings.Contains(fmt.Sprint(info), "master_link_status:up") {
 			return false
 		}
-		reps, err := sentinel.Do(ctx, "SENTINEL", "REPLICAS", "mymaster")
-		return err == nil && strings.Contains(fmt.Sprint(reps), strconv.Itoa(rTLS))
+		for _, s := range sentinels {
+			reps, err := s.Do(ctx, "SENTINEL", "REPLICAS", "mymaster")
+			if err != nil || !strings.Contains(fmt.Sprint(reps), strconv.Itoa(rTLS)) {
+				return false
+			}
+			peers, err := s.Do(ctx, "SENTINEL", "SENTINELS", "mymaster")
+			if list, _ := peers.([]any); err != nil || len(list) != 2 {
+				return false
+			}
+		}
+		return true
 	})
 
 	var cli CLI
@@ -69,7 +92,7 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := parser.Parse([]string{"run",
-		fmt.Sprintf("--sentinel.addrs=127.0.0.1:%d", sTLS), "--sentinel.tls", "--master.tls",
+		fmt.Sprintf("--sentinel.addrs=127.0.0.1:%d", seedTLS), "--sentinel.tls", "--master.tls",
 		"--tls.ca-file=" + files.CA, "--tls.cert-file=" + files.Cert, "--tls.key-file=" + files.Key,
 		"--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0", "--proxy.hold-timeout=20s",
 	}); err != nil {
@@ -97,6 +120,18 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 	server := a.routes[0].server
 	proxyAddr := a.routes[0].ln.Addr().String()
 	eventually(t, "routed to the master's TLS port", 10*time.Second, func() bool { return server.Master() == masterTLS })
+	eventually(t, "all three Sentinels learnt and answering in TLS", 20*time.Second, func() bool {
+		st := a.routes[0].watcher.Status()
+		if len(st.Views) != 3 {
+			return false
+		}
+		for _, v := range st.Views {
+			if v.Err != nil {
+				return false
+			}
+		}
+		return true
+	})
 
 	set := func(value string) {
 		t.Helper()
@@ -118,13 +153,12 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 
 	// Until the Sentinel has pinged the new replica and read its INFO, it
 	// answers NOGOODSLAVE; it is asked again until it takes the order.
-	var lastErr error
 	eventually(t, "SENTINEL FAILOVER accepted", 20*time.Second, func() bool {
-		_, lastErr = sentinel.Do(ctx, "SENTINEL", "FAILOVER", "mymaster")
-		if lastErr != nil && !strings.Contains(lastErr.Error(), "NOGOODSLAVE") {
-			t.Fatalf("SENTINEL FAILOVER: %v", lastErr)
+		_, err := sentinel.Do(ctx, "SENTINEL", "FAILOVER", "mymaster")
+		if err != nil && !strings.Contains(err.Error(), "NOGOODSLAVE") {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
 		}
-		return lastErr == nil
+		return err == nil
 	})
 	eventually(t, "routed to the promoted replica's TLS port", 30*time.Second, func() bool { return server.Master() == replicaTLS })
 	set("after")
