@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/tidwall/redcon"
+
+	"github.com/sentproxy/sentproxy/internal/resp"
 )
 
 // commandTable says which commands only read, as the master itself
@@ -68,12 +70,12 @@ func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, u
 	var req []byte
 	switch {
 	case password != "" && username != "":
-		req = appendCommand(req, "AUTH", username, password)
+		req = resp.AppendCommand(req, "AUTH", username, password)
 	case password != "":
-		req = appendCommand(req, "AUTH", password)
+		req = resp.AppendCommand(req, "AUTH", password)
 	}
 	authed := len(req) == 0
-	req = appendCommand(req, "COMMAND")
+	req = resp.AppendCommand(req, "COMMAND")
 	if _, err := c.Write(req); err != nil {
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}
@@ -104,14 +106,6 @@ func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, u
 			return nil, fmt.Errorf("proxy: COMMAND reply: %w", err)
 		}
 	}
-}
-
-func appendCommand(b []byte, args ...string) []byte {
-	b = redcon.AppendArray(b, len(args))
-	for _, a := range args {
-		b = redcon.AppendBulkString(b, a)
-	}
-	return b
 }
 
 // parseCommandTable reads COMMAND's reply: one array per command whose

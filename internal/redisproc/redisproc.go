@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sentproxy/sentproxy/internal/resp"
 )
 
 const (
@@ -667,9 +669,9 @@ func do(ctx context.Context, addr, password string, args ...string) (any, error)
 
 	var req []byte
 	if password != "" {
-		req = appendCommand(req, "AUTH", password)
+		req = resp.AppendCommand(req, "AUTH", password)
 	}
-	req = appendCommand(req, args...)
+	req = resp.AppendCommand(req, args...)
 	if _, err := conn.Write(req); err != nil {
 		return nil, err
 	}
@@ -691,20 +693,6 @@ func do(ctx context.Context, addr, password string, args ...string) (any, error)
 		return nil, e
 	}
 	return v, nil
-}
-
-func appendCommand(b []byte, args ...string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, '\r', '\n')
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
-	}
-	return b
 }
 
 // maxBulk caps a bulk string; our replies are INFO texts and addresses, so

@@ -272,3 +272,13 @@ func atoi(b []byte) (int64, bool) {
 	}
 	return n, true
 }
+
+// AppendCommand appends args as a RESP array of bulk strings, the form a
+// client sends a command in.
+func AppendCommand(b []byte, args ...string) []byte {
+	b = redcon.AppendArray(b, len(args))
+	for _, a := range args {
+		b = redcon.AppendBulkString(b, a)
+	}
+	return b
+}

@@ -305,3 +305,11 @@ func BenchmarkCommandScanner(b *testing.B) {
 		}
 	}
 }
+
+func TestAppendCommand(t *testing.T) {
+	got := string(AppendCommand([]byte("+OK\r\n"), "SET", "k", "", "a\r\nb"))
+	want := "+OK\r\n*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n$4\r\na\r\nb\r\n"
+	if got != want {
+		t.Fatalf("AppendCommand = %q; want %q", got, want)
+	}
+}
