@@ -1,15 +1,17 @@
 # Process bookkeeping shared by the bench shell scripts (sourced, not run).
 #
-# bench_init NAME sets OUT (a new temporary directory) and pids (the
-# processes the script starts, appended in start order), defines die, and
-# traps EXIT, INT and TERM so that every process in pids is stopped (TERM,
-# then KILL after 5 s), by its own PID only, and OUT removed, whatever way
-# the script ends.
+# bench_init NAME sets OUT (a new temporary directory), pids (the
+# long-lived processes the script starts, appended in start order) and
+# bench_pid (the short-lived one running now, such as a redis-benchmark, if
+# any), defines die, and traps EXIT, INT and TERM so that every one of them
+# is stopped (TERM, then KILL after 5 s), by its own PID only, and OUT
+# removed, whatever way the script ends.
 
 bench_init() {
   BENCH_NAME=$1
   OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-$1.XXXXXX")
   pids=()
+  bench_pid=""
   trap bench_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -18,9 +20,10 @@ bench_init() {
 bench_cleanup() {
   local rc=$? i pid deadline
   trap - EXIT INT TERM
+  if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; fi
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   deadline=$((SECONDS + 5))
-  for pid in "${pids[@]}"; do
+  for pid in "${pids[@]}" $bench_pid; do
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true

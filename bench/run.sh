@@ -83,34 +83,10 @@ for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy curl pyth
   command -v "$b" >/dev/null 2>&1 || { echo "bench: $b not found" >&2; exit 1; }
 done
 
-# --- process bookkeeping and cleanup ----------------------------------------
-OUT=$(mktemp -d "${TMPDIR:-/tmp}/sentproxy-bench.XXXXXX")
-pids=()      # long-lived processes, in start order
-bench_pid="" # the redis-benchmark currently running, if any
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [ -n "$bench_pid" ]; then kill "$bench_pid" 2>/dev/null || true; fi
-  local i pid
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[$i]}" 2>/dev/null || true
-  done
-  # Wait up to ~5s for them to go, then SIGKILL what is left.
-  local deadline=$((SECONDS + 5))
-  for pid in "${pids[@]}" $bench_pid; do
-    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$OUT"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-die() { echo "bench: $*" >&2; exit 1; }
+# --- process bookkeeping and cleanup (bench/lib.sh) -------------------------
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_init bench
 
 # poll DESCRIPTION SECONDS PID LOG CMD...: run CMD every 0.1s until it
 # succeeds; fail if the deadline passes or process PID (the one being waited
@@ -265,10 +241,6 @@ all_alive() {
   alive "$MPID" redis-server "$OUT/master/redis.log"
 }
 
-# cpu_ticks (bench/lib.sh; this script keeps its own cleanup and die).
-# shellcheck source=bench/lib.sh
-. "$root/bench/lib.sh"
-die() { echo "bench: $*" >&2; exit 1; }
 
 CLK_TCK=$(getconf CLK_TCK)
 
