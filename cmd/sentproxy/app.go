@@ -37,10 +37,13 @@ type appConfig struct {
 	// taken effect (addr "" when withdrawn). Tests use it to know the
 	// instant after which nothing may reach the old master.
 	onRoute func(route, addr string)
-	// passwordFiles are the passwords given by file, re-read at each new
-	// connection; Run gives them the logger.
-	passwordFiles []*passwordFile
+	// followedFiles are the files read again as they change (passwords, the
+	// TLS client key pair); Run gives them the logger.
+	followedFiles []followedFile
 }
+
+// followedFile is a file sentproxy reads again while it runs.
+type followedFile interface{ setLogger(*slog.Logger) }
 
 // routeRunner is one master name: its watcher, its server and its listener.
 type routeRunner struct {

@@ -42,7 +42,7 @@ type checkView struct {
 // Run asks every Sentinel once per master name and prints the result. It
 // fails when any name has no verified master.
 func (c *CheckCmd) Run(g *globals) error {
-	dcfg, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
+	dcfg, _, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ type MasterFlags struct {
 // uses one certificate set for all its links.
 type TLSFlags struct {
 	CAFile             string `name:"ca-file" placeholder:"PATH" help:"PEM file of the CA certificates that sign the servers' certificates (Redis's tls-ca-cert-file). Default: the system's."`
-	CertFile           string `name:"cert-file" placeholder:"PATH" help:"PEM client certificate, for servers that require one (Redis's default, tls-auth-clients yes). With --tls.key-file."`
+	CertFile           string `name:"cert-file" placeholder:"PATH" help:"PEM client certificate, for servers that require one (Redis's default, tls-auth-clients yes). With --tls.key-file. Both are read again when they change, so a renewed certificate applies without a restart."`
 	KeyFile            string `name:"key-file" placeholder:"PATH" help:"PEM private key of --tls.cert-file."`
 	ServerName         string `name:"server-name" help:"Name the servers' certificates must carry. Default: the host of each address (an IP address must then be among the certificate's IP names)."`
 	InsecureSkipVerify bool   `name:"insecure-skip-verify" help:"Do not verify the servers' certificates: encryption without authentication, for tests only."`
@@ -69,37 +69,40 @@ type TLSFlags struct {
 
 // config builds the tls.Config that --sentinel.tls and --master.tls use;
 // nil when neither is set. Every file is read and checked here, so that a
-// bad one is a usage error before anything listens.
-func (t TLSFlags) config(sentinel, master bool) (*tls.Config, error) {
+// bad one is a usage error before anything listens. The client key pair,
+// when given, is returned too: it follows its files (see keyPairFile). The
+// CA file is read once.
+func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, error) {
 	if !sentinel && !master {
 		if t != (TLSFlags{}) {
-			return nil, errors.New("--tls.* given without --sentinel.tls or --master.tls: it would have no effect")
+			return nil, nil, errors.New("--tls.* given without --sentinel.tls or --master.tls: it would have no effect")
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("--tls.ca-file: %w", err)
+			return nil, nil, fmt.Errorf("--tls.ca-file: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls.ca-file=%s: no PEM certificate in it", t.CAFile)
+			return nil, nil, fmt.Errorf("--tls.ca-file=%s: no PEM certificate in it", t.CAFile)
 		}
 		cfg.RootCAs = pool
 	}
+	var pair *keyPairFile
 	switch {
 	case t.CertFile != "" && t.KeyFile != "":
-		pair, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls.cert-file, --tls.key-file: %w", err)
+		var err error
+		if pair, err = loadKeyPairFile(t.CertFile, t.KeyFile); err != nil {
+			return nil, nil, err
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		cfg.GetClientCertificate = pair.get
 	case t.CertFile != "" || t.KeyFile != "":
-		return nil, errors.New("--tls.cert-file and --tls.key-file go together")
+		return nil, nil, errors.New("--tls.cert-file and --tls.key-file go together")
 	}
-	return cfg, nil
+	return cfg, pair, nil
 }
 
 // ProxyFlags shape the client side.

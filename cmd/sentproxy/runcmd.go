@@ -40,12 +40,17 @@ func (c *RunCmd) Validate() error {
 	case eventLoops == 0:
 		eventLoops = -1 // proxy.Config's "one per CPU"
 	}
-	dcfg, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
+	dcfg, pair, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
 	}
-	// Passwords given by file follow the file: see passwordFile.
-	var files []*passwordFile
+	// Passwords given by file follow the file (see passwordFile), and so
+	// does the TLS client key pair (keyPairFile); they log through run's
+	// logger.
+	var files []followedFile
+	if pair != nil {
+		files = append(files, pair)
+	}
 	if path := c.Sentinel.PasswordFile; path != "" {
 		pf := newPasswordFile(path, "Sentinel", dcfg.SentinelPassword)
 		dcfg.SentinelPasswordFunc = pf.get
@@ -57,7 +62,7 @@ func (c *RunCmd) Validate() error {
 		files = append(files, pf)
 	}
 	c.cfg = appConfig{
-		passwordFiles: files,
+		followedFiles: files,
 		routes:        routes,
 		discovery:     dcfg,
 		proxy: proxy.Config{
@@ -107,8 +112,8 @@ func scriptEnv(env []string) []string {
 // Run serves until SIGINT or SIGTERM.
 func (c *RunCmd) Run(g *globals) error {
 	c.cfg.logger = g.logger
-	for _, pf := range c.cfg.passwordFiles {
-		pf.setLogger(g.logger)
+	for _, f := range c.cfg.followedFiles {
+		f.setLogger(g.logger)
 	}
 	a, err := newApp(c.cfg)
 	if err != nil {
@@ -128,10 +133,12 @@ func negIfZero[T ~int64](d T) T {
 	return d
 }
 
-func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Config, error) {
-	tlsCfg, err := t.config(s.TLS, m.TLS)
+// discoveryConfig also returns the TLS client key pair, when given by
+// file, so that run can give it the logger.
+func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Config, *keyPairFile, error) {
+	tlsCfg, pair, err := t.config(s.TLS, m.TLS)
 	if err != nil {
-		return discovery.Config{}, usageError{err}
+		return discovery.Config{}, nil, usageError{err}
 	}
 	var sentinelTLS, masterTLS *tls.Config
 	if s.TLS {
@@ -142,11 +149,11 @@ func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Conf
 	}
 	spw, err := secret(s.Password, s.PasswordFile)
 	if err != nil {
-		return discovery.Config{}, usageError{err}
+		return discovery.Config{}, nil, usageError{err}
 	}
 	mpw, err := secret(m.Password, m.PasswordFile)
 	if err != nil {
-		return discovery.Config{}, usageError{err}
+		return discovery.Config{}, nil, usageError{err}
 	}
 	return discovery.Config{
 		Sentinels:        s.Addrs,
@@ -158,5 +165,5 @@ func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Conf
 		Timeout:          s.Timeout,
 		SentinelTLS:      sentinelTLS,
 		MasterTLS:        masterTLS,
-	}, nil
+	}, pair, nil
 }
