@@ -500,3 +500,24 @@ func (m *Metrics) SentinelForgotten(master, sentinel string) {
 	m.sentinelUp.Delete(l)
 	m.sentinelRequests.DeletePartialMatch(l)
 }
+
+// RegisterTLSClientCertificateExpiry exports, on reg, when the TLS client
+// certificate that sentproxy presents for the route (master name) expires,
+// as read by notAfter at each scrape, so that an alert can fire before a
+// renewal that never came breaks every new connection. It is 0 when
+// notAfter gives the zero time: no client certificate.
+func RegisterTLSClientCertificateExpiry(reg prometheus.Registerer, route string, notAfter func() time.Time) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace:   namespace,
+		Subsystem:   "tls",
+		Name:        "client_certificate_expiry_timestamp_seconds",
+		Help:        "When the TLS client certificate sentproxy presents for the route (--tls.cert-file, read again when it changes) expires, in Unix time; 0 without one.",
+		ConstLabels: prometheus.Labels{labelMaster: route},
+	}, func() float64 {
+		t := notAfter()
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.Unix())
+	}))
+}

@@ -448,3 +448,35 @@ func TestSentinelForgottenDeletesItsSeries(t *testing.T) {
 		t.Fatalf("remaining Sentinel up = %v; want 1", got)
 	}
 }
+
+// The expiry is read at each scrape, so a renewed certificate shows at the
+// next one; no certificate exports 0 rather than a date in year 1.
+func TestTLSClientCertificateExpiry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	expiry := time.Unix(1_900_000_000, 0)
+	RegisterTLSClientCertificateExpiry(reg, "mymaster", func() time.Time { return expiry })
+	read := func() string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 1 {
+			t.Fatalf("gather: %v, %d families", err, len(mfs))
+		}
+		m := mfs[0].GetMetric()[0]
+		return mfs[0].GetName() + "{" + m.GetLabel()[0].GetName() + "=" + m.GetLabel()[0].GetValue() + "} " +
+			strconv.FormatFloat(m.GetGauge().GetValue(), 'f', -1, 64)
+	}
+	if got := read(); got != "sentproxy_tls_client_certificate_expiry_timestamp_seconds{master_name=mymaster} 1900000000" {
+		t.Fatalf("got %q", got)
+	}
+	expiry = time.Unix(1_950_000_000, 0)
+	if got := read(); !strings.HasSuffix(got, " 1950000000") {
+		t.Fatalf("after a renewal: %q", got)
+	}
+	expiry = time.Time{}
+	if got := read(); !strings.HasSuffix(got, " 0") {
+		t.Fatalf("unknown expiry: %q", got)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) != 0 {
+		t.Fatalf("lint: %v %v", problems, err)
+	}
+}

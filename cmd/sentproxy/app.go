@@ -71,6 +71,17 @@ type app struct {
 func newApp(cfg appConfig) (*app, error) {
 	reg := metrics.NewRegistry()
 	a := &app{cfg: cfg, log: cfg.logger, metrics: metrics.New(reg)}
+	// Exported per route, 0 without a client certificate, so that alerts
+	// and dashboards name the route as for every other series.
+	certExpiry := func() time.Time { return time.Time{} }
+	for _, f := range cfg.followedFiles {
+		if kp, ok := f.(*keyPairFile); ok {
+			certExpiry = kp.notAfter
+		}
+	}
+	for _, r := range cfg.routes {
+		metrics.RegisterTLSClientCertificateExpiry(reg, r.name, certExpiry)
+	}
 	ncfg := cfg.notify
 	ncfg.Logger = cfg.logger.With("component", "notify")
 	ncfg.Observer = a.metrics

@@ -97,3 +97,13 @@ func (k *keyPairFile) get(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	}
 	return k.pair, nil
 }
+
+// notAfter is when the pair in use expires; zero when unknown.
+func (k *keyPairFile) notAfter() time.Time {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.pair == nil || k.pair.Leaf == nil {
+		return time.Time{}
+	}
+	return k.pair.Leaf.NotAfter
+}
