@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,7 +153,8 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := scrapeValue(t, a.webLn.Addr().String(), `sentproxy_tls_client_certificate_expiry_timestamp_seconds{master_name="mymaster"}`); got != float64(leaf.Leaf.NotAfter.Unix()) {
+	web := &harness{t: t, web: a.webLn.Addr().String()} // for its metric()
+	if got := web.metric(`sentproxy_tls_client_certificate_expiry_timestamp_seconds{master_name="mymaster"}`); got != float64(leaf.Leaf.NotAfter.Unix()) {
 		t.Fatalf("certificate expiry exported as %v; want %d", got, leaf.Leaf.NotAfter.Unix())
 	}
 
@@ -178,32 +177,6 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 	if got := get(replica); got != "after" {
 		t.Fatalf("GET on the promoted replica = %q; want the value written through sentproxy after the failover", got)
 	}
-}
-
-// scrapeValue GETs /metrics from web and returns the value of series, its
-// name and labels as /metrics writes them.
-func scrapeValue(t *testing.T, web, series string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + web + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("/metrics has no %s", series)
-	return 0
 }
 
 // A CA that did not sign the Sentinel's certificate: `check` fails and says
