@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // What a broken, misconfigured or hostile Sentinel can send, and what the
@@ -447,6 +449,34 @@ func TestRunWithGarbageAndSilentSentinels(t *testing.T) {
 		case <-closeBy:
 			t.Fatal("Updates not closed within 2s of Run returning")
 		}
+	}
+}
+
+// A query cut short by our own shutdown is not the Sentinel's failure:
+// with SENTINEL MASTER in flight to a Sentinel that has not answered yet,
+// cancelling Run must not log it as unreachable (a warning at every
+// shutdown, which the demo used to print after its timeline had ended).
+func TestShutdownIsNotASentinelFailure(t *testing.T) {
+	goroutinesEnd(t)
+	slow := newFakeSentinel(t)
+	slow.always("SENTINEL SENTINELS", fakeReply{raw: "*0\r\n"})
+	slow.always("SENTINEL MASTER", fakeReply{silent: true})
+	slow.always("SUBSCRIBE", fakeReply{silent: true})
+	var logs testutil.Buffer
+	cfg := badConfig(slow.addr)
+	// Long enough that the query is still in flight at the cancel; go-redis
+	// does not cut a blocked read on cancel, so Run returns at this timeout.
+	cfg.Timeout = 1500 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runWatcher(t, w)
+	waitFor(t, 5*time.Second, "SENTINEL MASTER in flight", func() bool { return slow.count("SENTINEL MASTER") >= 1 })
+	stop()
+	if strings.Contains(logs.String(), "Sentinel unreachable or unusable") {
+		t.Fatalf("the cancelled query was logged as the Sentinel's failure:\n%s", logs.String())
 	}
 }
 

@@ -707,8 +707,8 @@ func (w *Watcher) query(ctx context.Context) []View {
 	return out
 }
 
-func (w *Watcher) askSentinel(ctx context.Context, s *sentinel) View {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.Timeout)
+func (w *Watcher) askSentinel(parent context.Context, s *sentinel) View {
+	ctx, cancel := context.WithTimeout(parent, w.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
 	v := View{Sentinel: s.addr}
@@ -718,6 +718,11 @@ func (w *Watcher) askSentinel(ctx context.Context, s *sentinel) View {
 	}
 	if err != nil {
 		v.Err = fmt.Errorf("discovery: SENTINEL MASTER %q via %s: %w", w.cfg.MasterName, s.addr, err)
+		if parent.Err() != nil {
+			// Our own cancellation (shutdown), not the Sentinel's failure:
+			// neither logged nor counted, and its state is left as it was.
+			return v
+		}
 	}
 	w.obs.SentinelRequest(w.cfg.MasterName, s.addr, time.Since(start), v.Err)
 	w.mu.Lock()
