@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,6 +183,46 @@ func TestMalformedCommandsGetRedisErrors(t *testing.T) {
 	}
 	if got, err := other.Get(ctx, "x").Result(); err != nil || got != "1" {
 		t.Fatalf("other client after the bad ones: %q, %v", got, err)
+	}
+}
+
+// A protocol error that comes while the reply to the command before it is
+// matched but not yet written waits for that reply: the client gets +PONG
+// and then the error, as from Redis. (CI once saw the error alone.)
+func TestRESPProtocolErrorAfterAReplyInFlight(t *testing.T) {
+	addr, _ := startRedisProxy(t, ModeRESP)
+	settled, failed := make(chan struct{}), make(chan struct{})
+	var once, failOnce sync.Once
+	replySettled = func() {
+		once.Do(func() {
+			close(settled)
+			select { // the test writes the garbage now; bounded, not a sleep
+			case <-failed:
+			case <-time.After(5 * time.Second):
+			}
+		})
+	}
+	protocolFailed = func() { failOnce.Do(func() { close(failed) }) }
+	t.Cleanup(func() { replySettled, protocolFailed = func() {}, func() {} })
+
+	c := dial(t, addr)
+	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-settled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the reply to PING was never matched")
+	}
+	if _, err := io.WriteString(c, "*1\r\n$x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"; string(got) != want {
+		t.Fatalf("got %q; want %q", got, want)
 	}
 }
 

@@ -157,6 +157,10 @@ type respConn struct {
 	multiLost bool // the transaction died in a failover: answer for it until EXEC/DISCARD
 	watchLost bool // WATCHed keys cannot be vouched for after a failover: EXEC answers nil
 	protoErr  []byte
+	// unsent is set when the reply reader has matched a reply but not yet
+	// written it to the client; a protocol error then waits for it, so that
+	// the client gets the replies to its good commands first, as from Redis.
+	unsent bool
 
 	// State replayed on a new master, as the raw commands that set it.
 	hello, auth, sel, setname []byte
@@ -695,7 +699,16 @@ func (rc *respConn) appendEntry(e entry, raw []byte) {
 
 // failProtocol answers a malformed command as Redis does: after the replies
 // to the commands before it, the error, then the close.
+// Test hooks, no-ops otherwise: replySettled runs in the reply reader
+// between matching a reply and writing it; protocolFailed after
+// failProtocol. A test uses them to put a protocol error in that window.
+var (
+	replySettled   = func() {}
+	protocolFailed = func() {}
+)
+
 func (rc *respConn) failProtocol(msg string) {
+	defer protocolFailed()
 	line := []byte("-ERR " + msg + "\r\n")
 	rc.mu.Lock()
 	if rc.streaming {
@@ -704,7 +717,7 @@ func (rc *respConn) failProtocol(msg string) {
 		rc.cutStreaming(noReply)
 	}
 	out := rc.settleHead(nil)
-	if rc.qLen > 0 && !rc.stream {
+	if (rc.qLen > 0 || rc.unsent) && !rc.stream {
 		rc.protoErr = line // the reply reader sends it when the queue drains
 		rc.mu.Unlock()
 		if len(out) > 0 {
@@ -791,6 +804,7 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 				}
 				rc.mu.Lock()
 				act := rc.settleReply(sc.Type(), sc.Head(), startedHere)
+				rc.unsent = true
 				if act == replySuppress {
 					rc.mu.Unlock()
 					rc.writeClient(buf[from:valueStart])
@@ -804,6 +818,7 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 					protoErr, rc.protoErr = rc.protoErr, nil
 				}
 				rc.mu.Unlock()
+				replySettled()
 				if len(out) > 0 || protoErr != nil {
 					rc.writeClient(buf[from:pos])
 					from = pos
@@ -819,6 +834,20 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 				if _, werr := rc.writeClient(buf[from:pos]); werr != nil {
 					return
 				}
+			}
+			// Everything matched is written: a protocol error that waited
+			// for it goes now, if nothing else is awaited.
+			rc.mu.Lock()
+			rc.unsent = false
+			var protoErr []byte
+			if rc.qLen == 0 && rc.protoErr != nil {
+				protoErr, rc.protoErr = rc.protoErr, nil
+			}
+			rc.mu.Unlock()
+			if protoErr != nil {
+				rc.writeClient(protoErr)
+				ss.client.Close()
+				return
 			}
 			midValue = sc.InValue()
 			if suspect {
