@@ -11,7 +11,9 @@
 #
 # Usage: bash bench/tls.sh
 # Env:   ROUNDS (default 5), REQUESTS (default 100000 per test), CLIENTS
-#        (default 50).
+#        (default 50), KEEPALIVE (default 1; 0 makes redis-benchmark open a
+#        new connection for every request, so that each one costs the
+#        proxies a TLS handshake with the master: the PHP-style client).
 # Needs redis-server, redis-sentinel, redis-benchmark (with TLS, as
 # Debian's), haproxy, openssl, go. Prints a Markdown table.
 set -euo pipefail
@@ -21,6 +23,7 @@ cd "$root"
 ROUNDS=${ROUNDS:-5}
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
+KEEPALIVE=${KEEPALIVE:-1}
 for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy openssl go; do
   command -v "$b" >/dev/null 2>&1 || { echo "tls: $b not found (apt-get install -y redis-server redis-sentinel redis-tools haproxy openssl)" >&2; exit 1; }
 done
@@ -95,7 +98,7 @@ port[direct-tls]=$MTLS
 bench() { # TARGET: prints "SET_rps GET_rps"
   local -a tls=()
   [ "$1" != direct-tls ] || tls=(--tls --cacert "$OUT/ca.crt" --cert "$OUT/tls.crt" --key "$OUT/tls.key")
-  redis-benchmark -h 127.0.0.1 -p "${port[$1]}" "${tls[@]}" -c "$CLIENTS" -n "$REQUESTS" -t set,get -r 100000 -d 16 --csv \
+  redis-benchmark -h 127.0.0.1 -p "${port[$1]}" "${tls[@]}" -c "$CLIENTS" -k "$KEEPALIVE" -n "$REQUESTS" -t set,get -r 100000 -d 16 --csv \
     | tr -d '"' | awk -F, '$1=="SET"{s=$2} $1=="GET"{g=$2} END{print s, g}'
 }
 
@@ -117,7 +120,7 @@ for ((r = 0; r < ROUNDS; r++)); do
   done
 done
 
-echo "TLS to the master: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, pipeline 1."
+echo "TLS to the master: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS KEEPALIVE=$KEEPALIVE bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, -k $KEEPALIVE, pipeline 1."
 echo
 echo "| target | SET/s | GET/s | SET ÷ HAProxy | GET ÷ HAProxy | proxy CPU µs/request |"
 echo "|---|---:|---:|---:|---:|---:|"

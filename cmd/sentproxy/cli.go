@@ -79,7 +79,13 @@ func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, erro
 		}
 		return nil, nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	cfg := &tls.Config{
+		MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify,
+		// tcp and resp mode dial the master once per client connection:
+		// resuming a session (Redis's tls-session-caching, on by default)
+		// spares each of them a full handshake.
+		ClientSessionCache: tls.NewLRUClientSessionCache(0),
+	}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {

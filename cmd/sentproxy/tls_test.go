@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -198,5 +199,43 @@ func TestTLSUnknownAuthority(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "no Sentinel gave a usable answer") || !strings.Contains(out, "TLS: ") || !strings.Contains(out, "certificate") {
 		t.Fatalf("check output %q; want the TLS failure named", out)
+	}
+}
+
+// The TLS configuration the flags build resumes sessions with a real
+// Redis: the second connection to the master skips the full handshake that
+// the first made, which matters because every client connection dials the
+// master anew.
+func TestTLSSessionResumption(t *testing.T) {
+	testredis.Require(t)
+	files := testutil.NewTLSFiles(t, t.TempDir())
+	port := tlsPort(t)
+	testredis.StartServer(t, redisproc.Options{ExtraConfig: tlsLines(files, port)})
+	cfg, _, err := TLSFlags{CAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}.config(false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.Clone()
+	cfg.ServerName = "127.0.0.1" // as the proxy sets it from the address
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for i, wantResumed := range []bool{false, true} {
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A TLS 1.3 session ticket arrives after the handshake and is
+		// taken in by a read: a reply, as the proxy reads them.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, werr := c.Write([]byte("PING\r\n"))
+		reply := make([]byte, 7)
+		n, rerr := io.ReadFull(c, reply)
+		resumed := c.ConnectionState().DidResume
+		c.Close()
+		if werr != nil || rerr != nil || string(reply[:n]) != "+PONG\r\n" {
+			t.Fatalf("connection %d: PING = %q, %v, %v", i+1, reply[:n], werr, rerr)
+		}
+		if resumed != wantResumed {
+			t.Fatalf("connection %d resumed a session: %v; want %v", i+1, resumed, wantResumed)
+		}
 	}
 }
