@@ -13,7 +13,10 @@
 # Env:   ROUNDS (default 5), REQUESTS (default 100000 per test), CLIENTS
 #        (default 50), KEEPALIVE (default 1; 0 makes redis-benchmark open a
 #        new connection for every request, so that each one costs the
-#        proxies a TLS handshake with the master: the PHP-style client).
+#        proxies a TLS handshake with the master: the PHP-style client),
+#        CLIENT_TLS (default 0; 1 makes the clients' leg TLS too:
+#        redis-benchmark --tls to every target, sentproxy
+#        --proxy.tls-cert-file, HAProxy `bind ... ssl crt`).
 # Needs redis-server, redis-sentinel, redis-benchmark (with TLS, as
 # Debian's), haproxy, openssl, go. Prints a Markdown table.
 set -euo pipefail
@@ -24,6 +27,7 @@ ROUNDS=${ROUNDS:-5}
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-50}
 KEEPALIVE=${KEEPALIVE:-1}
+CLIENT_TLS=${CLIENT_TLS:-0}
 for b in redis-server redis-sentinel redis-cli redis-benchmark haproxy openssl go; do
   command -v "$b" >/dev/null 2>&1 || { echo "tls: $b not found (apt-get install -y redis-server redis-sentinel redis-tools haproxy openssl)" >&2; exit 1; }
 done
@@ -58,17 +62,21 @@ until_ok 10 redis-cli -p "$SPORT" ping
 # --- sentproxy, tcp and resp mode, TLS to the master ---
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
 declare -A port pid
+served=()
+[ "$CLIENT_TLS" = 0 ] || served=(--proxy.tls-cert-file="$OUT/tls.crt" --proxy.tls-key-file="$OUT/tls.key")
+client_tls=()
+[ "$CLIENT_TLS" = 0 ] || client_tls=(--tls --cacert "$OUT/ca.crt")
 start_sentproxy() { # NAME MODE
   local p w
   read -r p w <<<"$(free_ports 2)"
   "$OUT/sentproxy" run --sentinel.addrs="127.0.0.1:$SPORT" --master.tls --tls.ca-file="$OUT/ca.crt" \
-    --tls.cert-file="$OUT/tls.crt" --tls.key-file="$OUT/tls.key" --proxy.mode="$2" \
+    --tls.cert-file="$OUT/tls.crt" --tls.key-file="$OUT/tls.key" --proxy.mode="$2" "${served[@]}" \
     --proxy.listen-address="127.0.0.1:$p" --web.listen-address="127.0.0.1:$w" --log.level=warn \
     >"$OUT/$1.log" 2>&1 &
   pids+=($!)
   pid[$1]=$!
   port[$1]=$p
-  until_ok 15 bash -c "[ \"\$(redis-cli -p $p ping)\" = PONG ]"
+  until_ok 15 bash -c "[ \"\$(redis-cli -p $p ${client_tls[*]} ping)\" = PONG ]"
 }
 start_sentproxy sentproxy-tcp tcp
 start_sentproxy sentproxy-resp resp
@@ -84,19 +92,19 @@ defaults
     timeout client 1h
     timeout server 1h
 listen redis
-    bind 127.0.0.1:$HPORT
+    bind 127.0.0.1:$HPORT $([ "$CLIENT_TLS" = 0 ] || echo "ssl crt $OUT/tls.pem")
     server master 127.0.0.1:$MTLS ssl verify required ca-file $OUT/ca.crt crt $OUT/tls.pem
 EOF
 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
 pids+=($!)
 pid[haproxy]=$!
 port[haproxy]=$HPORT
-until_ok 10 bash -c "[ \"\$(redis-cli -p $HPORT ping)\" = PONG ]"
+until_ok 10 bash -c "[ \"\$(redis-cli -p $HPORT ${client_tls[*]} ping)\" = PONG ]"
 pid[direct-tls]=""
 port[direct-tls]=$MTLS
 
 bench() { # TARGET: prints "SET_rps GET_rps"
-  local -a tls=()
+  local -a tls=("${client_tls[@]}")
   [ "$1" != direct-tls ] || tls=(--tls --cacert "$OUT/ca.crt" --cert "$OUT/tls.crt" --key "$OUT/tls.key")
   redis-benchmark -h 127.0.0.1 -p "${port[$1]}" "${tls[@]}" -c "$CLIENTS" -k "$KEEPALIVE" -n "$REQUESTS" -t set,get -r 100000 -d 16 --csv \
     | tr -d '"' | awk -F, '$1=="SET"{s=$2} $1=="GET"{g=$2} END{print s, g}'
@@ -120,7 +128,9 @@ for ((r = 0; r < ROUNDS; r++)); do
   done
 done
 
-echo "TLS to the master: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS KEEPALIVE=$KEEPALIVE bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, -k $KEEPALIVE, pipeline 1."
+legs="TLS to the master"
+[ "$CLIENT_TLS" = 0 ] || legs="TLS on both legs"
+echo "$legs: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS KEEPALIVE=$KEEPALIVE CLIENT_TLS=$CLIENT_TLS bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, -k $KEEPALIVE, pipeline 1."
 echo
 echo "| target | SET/s | GET/s | SET ÷ HAProxy | GET ÷ HAProxy | proxy CPU µs/request |"
 echo "|---|---:|---:|---:|---:|---:|"

@@ -42,6 +42,7 @@ var closeReasons = []string{
 	"idle",
 	"max_connections",
 	"internal_error",
+	"tls_handshake",
 }
 
 // Bucket layouts. Cutovers and dials to a master on the local network take
@@ -501,17 +502,31 @@ func (m *Metrics) SentinelForgotten(master, sentinel string) {
 	m.sentinelRequests.DeletePartialMatch(l)
 }
 
-// RegisterTLSClientCertificateExpiry exports, on reg, when the TLS client
-// certificate that sentproxy presents for the route (master name) expires,
-// as read by notAfter at each scrape, so that an alert can fire before a
-// renewal that never came breaks every new connection. It is 0 when
-// notAfter gives the zero time: no client certificate.
-func RegisterTLSClientCertificateExpiry(reg prometheus.Registerer, route string, notAfter func() time.Time) {
+// TLS certificates sentproxy presents, for RegisterTLSCertificateExpiry.
+const (
+	// TLSClientCertificate is presented to the Sentinels and the master
+	// (--tls.cert-file).
+	TLSClientCertificate = "client"
+	// TLSServerCertificate is presented to clients (--proxy.tls-cert-file).
+	TLSServerCertificate = "server"
+)
+
+// RegisterTLSCertificateExpiry exports, on reg, when the TLS certificate
+// of the given kind (TLSClientCertificate or TLSServerCertificate) that
+// sentproxy presents for the route (master name) expires, as read by
+// notAfter at each scrape, so that an alert can fire before a renewal that
+// never came breaks every new connection. It is 0 when notAfter gives the
+// zero time: no such certificate.
+func RegisterTLSCertificateExpiry(reg prometheus.Registerer, route, kind string, notAfter func() time.Time) {
+	help := "When the TLS client certificate sentproxy presents for the route (--tls.cert-file, read again when it changes) expires, in Unix time; 0 without one."
+	if kind == TLSServerCertificate {
+		help = "When the TLS certificate sentproxy presents to the route's clients (--proxy.tls-cert-file, read again when it changes) expires, in Unix time; 0 without one."
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace:   namespace,
 		Subsystem:   "tls",
-		Name:        "client_certificate_expiry_timestamp_seconds",
-		Help:        "When the TLS client certificate sentproxy presents for the route (--tls.cert-file, read again when it changes) expires, in Unix time; 0 without one.",
+		Name:        kind + "_certificate_expiry_timestamp_seconds",
+		Help:        help,
 		ConstLabels: prometheus.Labels{labelMaster: route},
 	}, func() float64 {
 		t := notAfter()

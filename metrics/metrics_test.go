@@ -180,7 +180,7 @@ func TestClosedReasonsPreinitialised(t *testing.T) {
 	m := New(reg)
 	m.ConnectionAccepted("mymaster")
 
-	reasons := []string{"client", "upstream", "master_switch", "no_master", "dial_error", "shutdown", "idle", "max_connections", "internal_error"}
+	reasons := []string{"client", "upstream", "master_switch", "no_master", "dial_error", "shutdown", "idle", "max_connections", "internal_error", "tls_handshake"}
 	if got := testutil.CollectAndCount(m.closedConnections); got != len(reasons) {
 		t.Errorf("%d closed-connection series, want %d", got, len(reasons))
 	}
@@ -451,10 +451,16 @@ func TestSentinelForgottenDeletesItsSeries(t *testing.T) {
 
 // The expiry is read at each scrape, so a renewed certificate shows at the
 // next one; no certificate exports 0 rather than a date in year 1.
-func TestTLSClientCertificateExpiry(t *testing.T) {
+func TestTLSCertificateExpiry(t *testing.T) {
+	for _, kind := range []string{TLSClientCertificate, TLSServerCertificate} {
+		t.Run(kind, func(t *testing.T) { testTLSCertificateExpiry(t, kind) })
+	}
+}
+
+func testTLSCertificateExpiry(t *testing.T, kind string) {
 	reg := prometheus.NewRegistry()
 	expiry := time.Unix(1_900_000_000, 0)
-	RegisterTLSClientCertificateExpiry(reg, "mymaster", func() time.Time { return expiry })
+	RegisterTLSCertificateExpiry(reg, "mymaster", kind, func() time.Time { return expiry })
 	read := func() string {
 		t.Helper()
 		mfs, err := reg.Gather()
@@ -465,7 +471,7 @@ func TestTLSClientCertificateExpiry(t *testing.T) {
 		return mfs[0].GetName() + "{" + m.GetLabel()[0].GetName() + "=" + m.GetLabel()[0].GetValue() + "} " +
 			strconv.FormatFloat(m.GetGauge().GetValue(), 'f', -1, 64)
 	}
-	if got := read(); got != "sentproxy_tls_client_certificate_expiry_timestamp_seconds{master_name=mymaster} 1900000000" {
+	if got := read(); got != "sentproxy_tls_"+kind+"_certificate_expiry_timestamp_seconds{master_name=mymaster} 1900000000" {
 		t.Fatalf("got %q", got)
 	}
 	expiry = time.Unix(1_950_000_000, 0)

@@ -10,10 +10,11 @@ const (
 	ReasonMasterSwitch   = "master_switch"   // cut because the master changed or was withdrawn
 	ReasonNoMaster       = "no_master"       // no verified master within the hold timeout
 	ReasonDialError      = "dial_error"      // the master could not be dialled within the hold timeout
-	ReasonShutdown       = "shutdown"        // force-closed when the drain timeout ran out
+	ReasonShutdown       = "shutdown"        // force-closed when the drain timeout ran out, or refused (held, handshaking) once Shutdown began
 	ReasonIdle           = "idle"            // idle longer than the idle timeout
 	ReasonMaxConnections = "max_connections" // refused at the connection limit
 	ReasonInternalError  = "internal_error"  // cut because the epoll engine's event loop failed (a bug)
+	ReasonTLSHandshake   = "tls_handshake"   // the client's TLS handshake failed (Config.ClientTLS)
 )
 
 // Observer receives the proxy's events. Calls are made on the connection

@@ -71,7 +71,7 @@ func (ss *session) cut(reason string) {
 			return
 		}
 		resetConn(ss.up)
-		ss.client.Close()
+		abortConn(ss.client)
 		if ss.rc != nil {
 			ss.rc.end()
 		}

@@ -24,6 +24,9 @@ const (
 	// down-after-milliseconds (often 5-30 s) plus election and promotion.
 	defaultHoldTimeout = 35 * time.Second
 	defaultKeepAlive   = 15 * time.Second
+	// defaultClientHandshakeTimeout is generous for a client on the same
+	// host or network, and still frees a connection that never speaks.
+	defaultClientHandshakeTimeout = 10 * time.Second
 	// dialRetryBackoff paces re-dials to a master that refused us while the
 	// watcher re-checks the Sentinels.
 	dialRetryBackoff = 100 * time.Millisecond
@@ -98,6 +101,15 @@ type Config struct {
 	// (EngineSplice's goroutines, without splice) rather than using
 	// EngineEpoll.
 	TLS *tls.Config
+	// ClientTLS, when set, makes clients connect in TLS: the listener's
+	// side of the handshake, with the certificate it holds (and, with
+	// ClientAuth, the clients' certificates checked). A ModeTCP route then
+	// copies through Go's TLS (EngineSplice's goroutines) rather than
+	// EngineEpoll, as with TLS.
+	ClientTLS *tls.Config
+	// ClientHandshakeTimeout bounds a client's TLS handshake. Zero means
+	// 10s.
+	ClientHandshakeTimeout time.Duration
 	// OnDialError, if set, is called after a dial to the master failed, so
 	// that the master can be re-checked at once. It must not block.
 	OnDialError func(addr string, err error)
@@ -122,6 +134,11 @@ type Server struct {
 	commandsFetching atomic.Bool
 	// buffered is the bytes all resp-mode clients hold awaiting replies.
 	buffered atomic.Int64
+
+	// stopping ends client TLS handshakes under way when Shutdown starts,
+	// as held clients are refused then.
+	stopping context.Context
+	stop     context.CancelFunc
 
 	mu        sync.Mutex
 	master    string
@@ -154,7 +171,10 @@ func New(cfg Config) *Server {
 	if cfg.Engine == "" {
 		cfg.Engine = DefaultEngine
 	}
-	if cfg.Engine != EngineEpoll || !EngineEpollSupported || cfg.TLS != nil {
+	if cfg.ClientHandshakeTimeout <= 0 {
+		cfg.ClientHandshakeTimeout = defaultClientHandshakeTimeout
+	}
+	if cfg.Engine != EngineEpoll || !EngineEpollSupported || cfg.TLS != nil || cfg.ClientTLS != nil {
 		cfg.Engine = EngineSplice
 	}
 	switch {
@@ -178,6 +198,7 @@ func New(cfg Config) *Server {
 		sessions:  map[*session]struct{}{},
 		listeners: map[net.Listener]struct{}{},
 	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
 	if cfg.Mode == ModeTCP && cfg.Engine == EngineEpoll {
 		s.loops = make([]*eventLoop, cfg.EventLoops)
 	}
@@ -307,6 +328,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.obs.ConnectionAccepted(s.cfg.Name)
 		if n := s.active.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
 			s.active.Add(-1)
+			if s.cfg.ClientTLS != nil {
+				// The error would need a handshake first, paid for by the
+				// very flood the limit is there to stop: close instead.
+				c.Close()
+				s.obs.ConnectionClosed(s.cfg.Name, ReasonMaxConnections, 0, 0, 0)
+				continue
+			}
 			s.refuse(c, time.Now(), ReasonMaxConnections, "max number of clients reached")
 			continue
 		}
@@ -320,6 +348,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
+	s.stop()
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -367,6 +396,20 @@ func (s *Server) handle(client net.Conn) {
 	defer s.active.Add(-1)
 	accepted := time.Now()
 	s.setKeepAlive(client)
+	if s.cfg.ClientTLS != nil {
+		tc, err := s.handshake(client)
+		if err != nil {
+			client.Close()
+			reason := ReasonTLSHandshake
+			if s.stopping.Err() != nil {
+				reason = ReasonShutdown // cut short, as a held client is refused
+			}
+			s.obs.ConnectionClosed(s.cfg.Name, reason, time.Since(accepted), 0, 0)
+			s.log.Debug("client TLS handshake failed", "remote", client.RemoteAddr().String(), "err", err)
+			return
+		}
+		client = tc
+	}
 
 	ss, reason, msg := s.connect(client, accepted)
 	if ss == nil {
@@ -389,6 +432,20 @@ func (s *Server) handle(client net.Conn) {
 	s.obs.ConnectionClosed(s.cfg.Name, ss.reason, time.Since(accepted), ss.c2m, ss.m2c)
 	s.log.Debug("connection closed", "remote", client.RemoteAddr().String(), "upstream", ss.upAddr,
 		"reason", ss.reason, "client_to_master_bytes", ss.c2m, "master_to_client_bytes", ss.m2c)
+}
+
+// handshake is the server side of a client's TLS handshake, before the
+// client is held or routed, so that a client that cannot speak TLS to us
+// (plain text on a TLS listener, an unknown certificate) is told apart
+// from a master that cannot be reached.
+func (s *Server) handshake(c net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(c, s.cfg.ClientTLS)
+	ctx, cancel := context.WithTimeout(s.stopping, s.cfg.ClientHandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("proxy: client TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // connect waits for a master and dials it, until the hold timeout. On
@@ -477,6 +534,16 @@ func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Confi
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 	return c, nil
+}
+
+// abortConn closes c at once. Under TLS the TCP connection goes first:
+// tls.Conn.Close would otherwise write a close_notify alert, which waits
+// up to 5 s on a client that does not read, and cut must not wait.
+func abortConn(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		tc.NetConn().Close()
+	}
+	c.Close()
 }
 
 // tcpOf is the TCP connection under c, which may be TLS.

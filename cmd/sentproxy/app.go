@@ -38,8 +38,12 @@ type appConfig struct {
 	// instant after which nothing may reach the old master.
 	onRoute func(route, addr string)
 	// followedFiles are the files read again as they change (passwords, the
-	// TLS client key pair); Run gives them the logger.
+	// TLS key pairs); Run gives them the logger.
 	followedFiles []followedFile
+	// clientPair is the certificate presented to the Sentinels and the
+	// master (--tls.cert-file), servedPair the one presented to clients
+	// (--proxy.tls-cert-file); nil when not given.
+	clientPair, servedPair *keyPairFile
 }
 
 // followedFile is a file sentproxy reads again while it runs.
@@ -71,16 +75,11 @@ type app struct {
 func newApp(cfg appConfig) (*app, error) {
 	reg := metrics.NewRegistry()
 	a := &app{cfg: cfg, log: cfg.logger, metrics: metrics.New(reg)}
-	// Exported per route, 0 without a client certificate, so that alerts
-	// and dashboards name the route as for every other series.
-	certExpiry := func() time.Time { return time.Time{} }
-	for _, f := range cfg.followedFiles {
-		if kp, ok := f.(*keyPairFile); ok {
-			certExpiry = kp.notAfter
-		}
-	}
+	// Exported per route, 0 without a certificate, so that alerts and
+	// dashboards name the route as for every other series.
 	for _, r := range cfg.routes {
-		metrics.RegisterTLSClientCertificateExpiry(reg, r.name, certExpiry)
+		metrics.RegisterTLSCertificateExpiry(reg, r.name, metrics.TLSClientCertificate, cfg.clientPair.expiry())
+		metrics.RegisterTLSCertificateExpiry(reg, r.name, metrics.TLSServerCertificate, cfg.servedPair.expiry())
 	}
 	ncfg := cfg.notify
 	ncfg.Logger = cfg.logger.With("component", "notify")

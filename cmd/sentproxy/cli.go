@@ -53,7 +53,7 @@ type MasterFlags struct {
 	Username     string `help:"Username for sentproxy's own requests to the master (ACL): the ROLE check, and resp mode's COMMAND table. Clients authenticate themselves."`
 	Password     string `xor:"master-password" help:"Password for sentproxy's own requests to the master (the ROLE check; resp mode's COMMAND table). Visible in ps; prefer the env twin or --master.password-file."`
 	PasswordFile string `name:"password-file" xor:"master-password" placeholder:"PATH" help:"File holding the master's password. sentproxy run reads it again at each new connection, so a rotated password applies without a restart."`
-	TLS          bool   `name:"tls" help:"Connect to the master with TLS (the Sentinels then announce its tls-port: tls-replication yes), as --tls.* configures: the ROLE check and every client's connection, which stays plain text between the app and sentproxy. tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
+	TLS          bool   `name:"tls" help:"Connect to the master with TLS (the Sentinels then announce its tls-port: tls-replication yes), as --tls.* configures: the ROLE check and every client's connection (the app's side stays plain text unless --proxy.tls-cert-file). tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
 }
 
 // TLSFlags configure TLS towards the Sentinels (--sentinel.tls) and the
@@ -87,13 +87,9 @@ func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, erro
 		ClientSessionCache: tls.NewLRUClientSessionCache(0),
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := readCAFile(t.CAFile, "--tls.ca-file")
 		if err != nil {
-			return nil, nil, fmt.Errorf("--tls.ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("--tls.ca-file=%s: no PEM certificate in it", t.CAFile)
+			return nil, nil, err
 		}
 		cfg.RootCAs = pool
 	}
@@ -101,10 +97,10 @@ func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, erro
 	switch {
 	case t.CertFile != "" && t.KeyFile != "":
 		var err error
-		if pair, err = loadKeyPairFile(t.CertFile, t.KeyFile); err != nil {
+		if pair, err = loadKeyPairFile(t.CertFile, t.KeyFile, "--tls.cert-file", "--tls.key-file"); err != nil {
 			return nil, nil, err
 		}
-		cfg.GetClientCertificate = pair.get
+		cfg.GetClientCertificate = pair.getClient
 	case t.CertFile != "" || t.KeyFile != "":
 		return nil, nil, errors.New("--tls.cert-file and --tls.key-file go together")
 	}
@@ -126,6 +122,47 @@ type ProxyFlags struct {
 	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs tcp mode's fast path (either engine): bytes are then copied through a buffer."`
 	MaxConnections  int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
 	DrainTimeout    time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
+	TLSCertFile     string        `name:"tls-cert-file" placeholder:"PATH" help:"Serve clients in TLS, with this PEM certificate (and --proxy.tls-key-file): for clients that reach sentproxy over a network rather than loopback. Read again when it changes, so a renewed certificate applies without a restart. tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
+	TLSKeyFile      string        `name:"tls-key-file" placeholder:"PATH" help:"PEM private key of --proxy.tls-cert-file."`
+	TLSClientCAFile string        `name:"tls-client-ca-file" placeholder:"PATH" help:"Require every client to present a certificate signed by a CA in this PEM file (mutual TLS, as Redis's tls-auth-clients yes). Needs --proxy.tls-cert-file."`
+}
+
+// serverTLS builds the tls.Config clients connect with, nil without
+// --proxy.tls-cert-file; its key pair follows its files, as the client
+// pair does.
+func (p ProxyFlags) serverTLS() (*tls.Config, *keyPairFile, error) {
+	switch {
+	case p.TLSCertFile == "" && p.TLSKeyFile == "" && p.TLSClientCAFile == "":
+		return nil, nil, nil
+	case p.TLSCertFile == "" || p.TLSKeyFile == "":
+		return nil, nil, errors.New("--proxy.tls-cert-file and --proxy.tls-key-file go together (and --proxy.tls-client-ca-file needs them)")
+	}
+	pair, err := loadKeyPairFile(p.TLSCertFile, p.TLSKeyFile, "--proxy.tls-cert-file", "--proxy.tls-key-file")
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.getServer}
+	if p.TLSClientCAFile != "" {
+		pool, err := readCAFile(p.TLSClientCAFile, "--proxy.tls-client-ca-file")
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, pair, nil
+}
+
+// readCAFile reads a PEM file of CA certificates named by flag.
+func readCAFile(path, flag string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s=%s: no PEM certificate in it", flag, path)
+	}
+	return pool, nil
 }
 
 // WebFlags configure the HTTP endpoints.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sentproxy/sentproxy/internal/testutil"
 )
 
 // Bad command lines exit with status 2 and one clear message, before
@@ -21,6 +23,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 	defer held.Close()
 	listen := "--proxy.listen-address=" + held.Addr().String()
 	missing := filepath.Join(t.TempDir(), "no-such-file")
+	good := testutil.NewTLSFiles(t, t.TempDir())
 	present := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(present, []byte("pw\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -61,6 +64,12 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"TLS certificate without key", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.tls", "--tls.cert-file=" + present}, "go together"},
 		{"TLS certificate and key not PEM", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--master.tls", "--tls.cert-file=" + present, "--tls.key-file=" + present}, "--tls.cert-file"},
 		{"check: TLS CA file not PEM", []string{"check", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.tls", "--tls.ca-file=" + present}, "no PEM certificate"},
+		// The listener's TLS (--proxy.tls-*), read likewise.
+		{"served certificate without key", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.tls-cert-file=" + good.Cert}, "go together"},
+		{"client CA without a served certificate", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.tls-client-ca-file=" + good.CA}, "go together"},
+		{"served certificate and key not PEM", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.tls-cert-file=" + present, "--proxy.tls-key-file=" + present}, "--proxy.tls-cert-file"},
+		{"served key missing", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.tls-cert-file=" + good.Cert, "--proxy.tls-key-file=" + missing}, "--proxy.tls-key-file"},
+		{"client CA file not PEM", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.tls-cert-file=" + good.Cert, "--proxy.tls-key-file=" + good.Key, "--proxy.tls-client-ca-file=" + present}, "no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

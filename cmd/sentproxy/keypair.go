@@ -10,15 +10,18 @@ import (
 	"time"
 )
 
-// keyPairFile is the client certificate and key given as --tls.cert-file
-// and --tls.key-file. They are read again when either file changes (checked
-// at each TLS handshake, by modification time and size), so that a renewed
-// certificate (cert-manager, an ACME client) is presented on the next
-// connection without a restart. A renewal caught half written, or one that
-// does not parse, keeps the last good pair; the failure is logged once.
+// keyPairFile is a certificate and key given by file: the client pair
+// (--tls.cert-file, --tls.key-file) or the one served to clients
+// (--proxy.tls-cert-file, --proxy.tls-key-file). They are read again when
+// either file changes (checked at each TLS handshake, by modification time
+// and size), so that a renewed certificate (cert-manager, an ACME client)
+// is presented on the next connection without a restart. A renewal caught
+// half written, or one that does not parse, keeps the last good pair; the
+// failure is logged once.
 type keyPairFile struct {
-	cert, key string
-	log       atomic.Pointer[slog.Logger]
+	cert, key         string
+	certFlag, keyFlag string // the flags that named them, for errors
+	log               atomic.Pointer[slog.Logger]
 
 	mu      sync.Mutex
 	pair    *tls.Certificate
@@ -40,8 +43,9 @@ func stampOf(path string) (fileStamp, error) {
 }
 
 // loadKeyPairFile reads the pair once; an error here is a usage error.
-func loadKeyPairFile(cert, key string) (*keyPairFile, error) {
-	k := &keyPairFile{cert: cert, key: key}
+// certFlag and keyFlag name the flags that gave the files.
+func loadKeyPairFile(cert, key, certFlag, keyFlag string) (*keyPairFile, error) {
+	k := &keyPairFile{cert: cert, key: key, certFlag: certFlag, keyFlag: keyFlag}
 	if err := k.reload(); err != nil {
 		return nil, err
 	}
@@ -54,35 +58,44 @@ func (k *keyPairFile) setLogger(l *slog.Logger) { k.log.Store(l) }
 func (k *keyPairFile) reload() error {
 	cs, err := stampOf(k.cert)
 	if err != nil {
-		return fmt.Errorf("--tls.cert-file: %w", err)
+		return fmt.Errorf("%s: %w", k.certFlag, err)
 	}
 	ks, err := stampOf(k.key)
 	if err != nil {
-		return fmt.Errorf("--tls.key-file: %w", err)
+		return fmt.Errorf("%s: %w", k.keyFlag, err)
 	}
 	pair, err := tls.LoadX509KeyPair(k.cert, k.key)
 	if err != nil {
-		return fmt.Errorf("--tls.cert-file, --tls.key-file: %w", err)
+		return fmt.Errorf("%s, %s: %w", k.certFlag, k.keyFlag, err)
 	}
 	k.pair, k.stamp = &pair, [2]fileStamp{cs, ks}
 	return nil
 }
 
-// get is tls.Config.GetClientCertificate: the pair as the files are now.
-func (k *keyPairFile) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+// getClient is tls.Config.GetClientCertificate, and getServer
+// tls.Config.GetCertificate: the pair as the files are now.
+func (k *keyPairFile) getClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return k.get(), nil
+}
+
+func (k *keyPairFile) getServer(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return k.get(), nil
+}
+
+func (k *keyPairFile) get() *tls.Certificate {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	cs, cerr := stampOf(k.cert)
 	ks, kerr := stampOf(k.key)
 	if cerr == nil && kerr == nil && [2]fileStamp{cs, ks} == k.stamp {
-		return k.pair, nil
+		return k.pair
 	}
 	log := k.log.Load()
 	err := k.reload()
 	switch {
 	case err != nil:
 		if !k.failing && log != nil {
-			log.Warn("TLS certificate and key not usable as they are now; keeping the pair read last", "err", err)
+			log.Warn("TLS certificate and key not usable as they are now; keeping the pair read last", "cert_file", k.cert, "err", err)
 		}
 		k.failing = true
 	default:
@@ -95,7 +108,7 @@ func (k *keyPairFile) get(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 		}
 		k.failing = false
 	}
-	return k.pair, nil
+	return k.pair
 }
 
 // notAfter is when the pair in use expires; zero when unknown.
@@ -106,4 +119,12 @@ func (k *keyPairFile) notAfter() time.Time {
 		return time.Time{}
 	}
 	return k.pair.Leaf.NotAfter
+}
+
+// expiry is notAfter for a metric, also on a nil pair (none given).
+func (k *keyPairFile) expiry() func() time.Time {
+	if k == nil {
+		return func() time.Time { return time.Time{} }
+	}
+	return k.notAfter
 }

@@ -38,7 +38,7 @@ func TestKeyPairFileFollowsRenewal(t *testing.T) {
 	now := time.Now()
 	copyFile(t, a.Cert, cert, now)
 	copyFile(t, a.Key, key, now)
-	k, err := loadKeyPairFile(cert, key)
+	k, err := loadKeyPairFile(cert, key, "--tls.cert-file", "--tls.key-file")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestKeyPairFileFollowsRenewal(t *testing.T) {
 	k.setLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	leaf := func(what string, want testutil.TLSFiles) {
 		t.Helper()
-		got, err := k.get(&tls.CertificateRequestInfo{})
+		got, err := k.getClient(&tls.CertificateRequestInfo{})
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}

@@ -44,12 +44,17 @@ func (c *RunCmd) Validate() error {
 	if err != nil {
 		return err
 	}
+	serverTLS, serverPair, err := c.Proxy.serverTLS()
+	if err != nil {
+		return err
+	}
 	// Passwords given by file follow the file (see passwordFile), and so
-	// does the TLS client key pair (keyPairFile); they log through run's
-	// logger.
+	// do the TLS key pairs (keyPairFile); they log through run's logger.
 	var files []followedFile
-	if pair != nil {
-		files = append(files, pair)
+	for _, p := range []*keyPairFile{pair, serverPair} {
+		if p != nil {
+			files = append(files, p)
+		}
 	}
 	if path := c.Sentinel.PasswordFile; path != "" {
 		pf := newPasswordFile(path, "Sentinel", dcfg.SentinelPassword)
@@ -63,6 +68,8 @@ func (c *RunCmd) Validate() error {
 	}
 	c.cfg = appConfig{
 		followedFiles: files,
+		clientPair:    pair,
+		servedPair:    serverPair,
 		routes:        routes,
 		discovery:     dcfg,
 		proxy: proxy.Config{
@@ -80,6 +87,7 @@ func (c *RunCmd) Validate() error {
 			MasterPassword:     dcfg.MasterPassword,
 			MasterPasswordFunc: dcfg.MasterPasswordFunc,
 			TLS:                dcfg.MasterTLS,
+			ClientTLS:          serverTLS,
 		},
 		webAddr:       c.Web.ListenAddress,
 		telemetryPath: c.Web.TelemetryPath,

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sentproxy/sentproxy/internal/redisproc"
 	"github.com/sentproxy/sentproxy/internal/testredis"
@@ -87,38 +91,9 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 		return true
 	})
 
-	var cli CLI
-	var stderr bytes.Buffer
-	parser, err := newParser(&cli, &bytes.Buffer{}, &stderr, func(int) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := parser.Parse([]string{"run",
-		fmt.Sprintf("--sentinel.addrs=127.0.0.1:%d", seedTLS), "--sentinel.tls", "--master.tls",
-		"--tls.ca-file=" + files.CA, "--tls.cert-file=" + files.Cert, "--tls.key-file=" + files.Key,
-		"--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0", "--proxy.hold-timeout=20s",
-	}); err != nil {
-		t.Fatalf("parse: %v (%s)", err, stderr.String())
-	}
-	logs := &testutil.Buffer{}
-	cfg := cli.Run.cfg
-	cfg.logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := newApp(cfg)
-	if err != nil {
-		t.Fatalf("newApp: %v", err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("app.run: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("sentproxy log:\n%s", tail(logs.String(), 200))
-		}
-	})
+	a := startFromFlags(t, fmt.Sprintf("--sentinel.addrs=127.0.0.1:%d", seedTLS), "--sentinel.tls", "--master.tls",
+		"--tls.ca-file="+files.CA, "--tls.cert-file="+files.Cert, "--tls.key-file="+files.Key,
+		"--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0", "--proxy.hold-timeout=20s")
 	server := a.routes[0].server
 	proxyAddr := a.routes[0].ln.Addr().String()
 	eventually(t, "routed to the master's TLS port", 10*time.Second, func() bool { return server.Master() == masterTLS })
@@ -177,6 +152,103 @@ func TestTLSSentinelsAndMaster(t *testing.T) {
 	set("after")
 	if got := get(replica); got != "after" {
 		t.Fatalf("GET on the promoted replica = %q; want the value written through sentproxy after the failover", got)
+	}
+}
+
+// startFromFlags configures sentproxy run from a command line, as main
+// does, starts it, and stops it when the test ends, showing its log if the
+// test failed.
+func startFromFlags(t *testing.T, args ...string) *app {
+	t.Helper()
+	var cli CLI
+	var stderr bytes.Buffer
+	parser, err := newParser(&cli, &bytes.Buffer{}, &stderr, func(int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse(append([]string{"run"}, args...)); err != nil {
+		t.Fatalf("parse: %v (%s)", err, stderr.String())
+	}
+	logs := &testutil.Buffer{}
+	cfg := cli.Run.cfg
+	cfg.logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, f := range cfg.followedFiles {
+		f.setLogger(cfg.logger)
+	}
+	a, err := newApp(cfg)
+	if err != nil {
+		t.Fatalf("newApp: %v", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("app.run: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("sentproxy log:\n%s", tail(logs.String(), 200))
+		}
+	})
+	return a
+}
+
+// --proxy.tls-* make sentproxy serve its clients in TLS, with their
+// certificates checked, in front of a plain-text master and Sentinel: a
+// go-redis client with a certificate from the CA writes through to the
+// master; one without a certificate is refused (counted as tls_handshake)
+// and writes nothing; the served certificate's expiry is exported.
+func TestClientTLSFlags(t *testing.T) {
+	testredis.Require(t)
+	files := testutil.NewTLSFiles(t, t.TempDir())
+	master := testredis.StartServer(t, redisproc.Options{})
+	sentinel := testredis.StartSentinel(t, redisproc.SentinelOptions{MasterPort: master.Port})
+	a := startFromFlags(t, "--sentinel.addrs="+sentinel.Addr,
+		"--proxy.tls-cert-file="+files.Cert, "--proxy.tls-key-file="+files.Key, "--proxy.tls-client-ca-file="+files.CA,
+		"--proxy.listen-address=127.0.0.1:0", "--web.listen-address=127.0.0.1:0")
+	eventually(t, "routed to the master", 10*time.Second, func() bool { return a.routes[0].server.Master() == master.Addr })
+	proxyAddr := a.routes[0].ln.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	pair, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(files.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(pem)
+	client := func(certs ...tls.Certificate) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: proxyAddr, MaxRetries: -1, DialTimeout: 5 * time.Second,
+			TLSConfig: &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12}})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	if err := client(pair).Set(ctx, "client-tls", "yes", 0).Err(); err != nil {
+		t.Fatalf("SET through sentproxy in TLS with a client certificate: %v", err)
+	}
+	if v, err := master.Do(ctx, "GET", "client-tls"); err != nil || v != "yes" {
+		t.Fatalf("GET on the master = %v, %v", v, err)
+	}
+	if err := client().Set(ctx, "no-cert", "yes", 0).Err(); err == nil {
+		t.Fatal("SET through sentproxy without a client certificate succeeded; want it refused")
+	}
+	if v, err := master.Do(ctx, "EXISTS", "no-cert"); err != nil || v != int64(0) {
+		t.Fatalf("EXISTS on the master = %v, %v; want the refused client's command not run", v, err)
+	}
+	web := &harness{t: t, web: a.webLn.Addr().String()} // for its metric()
+	eventually(t, "the refusal counted", 5*time.Second, func() bool {
+		return web.metric(`sentproxy_proxy_closed_connections_total{master_name="mymaster",reason="tls_handshake"}`) >= 1
+	})
+	if got := web.metric(`sentproxy_tls_server_certificate_expiry_timestamp_seconds{master_name="mymaster"}`); got != float64(pair.Leaf.NotAfter.Unix()) {
+		t.Fatalf("served certificate expiry exported as %v; want %d", got, pair.Leaf.NotAfter.Unix())
+	}
+	if got := web.metric(`sentproxy_tls_client_certificate_expiry_timestamp_seconds{master_name="mymaster"}`); got != 0 {
+		t.Fatalf("client certificate expiry exported as %v; want 0 without --tls.cert-file", got)
 	}
 }
 

@@ -1549,7 +1549,9 @@ func selects(selector, labels map[string]string) bool {
 func checkDefaults(repo, bin string) {
 	help, err := exec.Command(bin, "run", "--help").Output()
 	must(err, "sentproxy run --help")
-	entry := regexp.MustCompile(`^\s+(?:-\w, )?--([a-z0-9.-]+)(?:=(\S+))?`)
+	// A flag's entry is indented a little; its help's wrapped lines, which
+	// may start with another flag's name, much more.
+	entry := regexp.MustCompile(`^ {1,12}(?:-\w, )?--([a-z0-9.-]+)(?:=(\S+))?`)
 	envRef := regexp.MustCompile(`\(\$(SENTPROXY_[A-Z0-9_]+)\)`)
 	placeholder := regexp.MustCompile(`^[A-Z][A-Z0-9:=.,_/\[\]-]*$`)
 	type flag struct{ name, def, env string }
