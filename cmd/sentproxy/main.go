@@ -105,3 +105,25 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
+
+// ignoreHangups logs each SIGHUP and carries on, as Redis does, until ctx
+// ends. Nothing needs a reload (password and certificate files are read
+// again as they change), and Go's default for SIGHUP, exiting at once,
+// would cut every client connection without the drain that SIGTERM gets:
+// a `kill -HUP` sent out of habit must not be an outage. The handler is
+// in place when it returns.
+func ignoreHangups(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP ignored: nothing to reload (password and certificate files are read again as they change); SIGTERM stops sentproxy")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}

@@ -129,6 +129,7 @@ func (c *RunCmd) Run(g *globals) error {
 	}
 	ctx, stop := signalContext()
 	defer stop()
+	ignoreHangups(ctx, g.logger)
 	return a.run(ctx)
 }
 

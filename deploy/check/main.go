@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -497,6 +498,7 @@ func liveImage(bin string, cfg imageConfig) {
 	defer inst.stop()
 	ok("the image's command starts as uid %d with the image's ENV (relocated to %s)", uid, inst.web)
 	checkHealthcheck(bin, cfg, inst, uid, gid)
+	checkHangup(inst)
 	if err := inst.stop(); err != nil {
 		fail("stop: %v", err)
 	} else {
@@ -590,11 +592,30 @@ type instance struct {
 	cmd      *exec.Cmd
 	web      string
 	proxy    string
-	out      *bytes.Buffer
+	out      *lockedBuffer // the process's stdout and stderr, read while it runs
 	done     chan struct{}
 	err      error
 	stopped  bool
 	stopTook time.Duration
+}
+
+// lockedBuffer is a bytes.Buffer that the process's output is copied into
+// while the check reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func closedPort() int {
@@ -695,7 +716,7 @@ func start(bin string, args []string, env map[string]string, uid, gid int, reloc
 }
 
 func startAt(bin string, args []string, env map[string]string, uid, gid int) (*instance, error) {
-	inst := &instance{web: env["SENTPROXY_WEB_LISTEN_ADDRESS"], proxy: env["SENTPROXY_PROXY_LISTEN_ADDRESS"], out: &bytes.Buffer{}, done: make(chan struct{})}
+	inst := &instance{web: env["SENTPROXY_WEB_LISTEN_ADDRESS"], proxy: env["SENTPROXY_PROXY_LISTEN_ADDRESS"], out: &lockedBuffer{}, done: make(chan struct{})}
 	inst.cmd = command(bin, args, env, uid, gid)
 	inst.cmd.Stdout, inst.cmd.Stderr = inst.out, inst.out
 	if err := inst.cmd.Start(); err != nil {
@@ -724,6 +745,33 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// checkHangup: SIGHUP (sent out of habit, or by a closing terminal) is
+// logged and ignored; the process keeps serving.
+func checkHangup(inst *instance) {
+	if err := inst.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		fail("SIGHUP: %v", err)
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(inst.out.String(), "SIGHUP ignored") {
+		select {
+		case <-inst.done:
+			fail("SIGHUP ended sentproxy: %v: %s", inst.err, lastLines(inst.out.String(), 3))
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			fail("SIGHUP: no \"SIGHUP ignored\" line in the log within 10s")
+			return
+		}
+	}
+	if code, _, err := inst.get("/healthz"); err != nil || code != http.StatusOK {
+		fail("after SIGHUP, /healthz: %d, %v", code, err)
+		return
+	}
+	ok("SIGHUP is logged and ignored; /healthz still answers")
 }
 
 func (i *instance) get(p string) (int, string, error) {
