@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,16 +20,7 @@ import (
 // certificates required and checked against f's CA.
 func serverTLS(t *testing.T, f testutil.TLSFiles) *tls.Config {
 	t.Helper()
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := os.ReadFile(f.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	pair, pool := f.Load(t)
 	return &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 }
@@ -120,23 +109,7 @@ func TestClientTLS(t *testing.T) {
 
 			s.SetMaster(b.Addr)
 			got, err := tlsCommand(c, r, "SET after-"+mode+" "+mode)
-			switch mode {
-			case ModeTCP:
-				if err == nil {
-					t.Fatalf("SET on the connection to the old master = %q; want it cut", got)
-				}
-				eventually(t, "the master_switch close", 5*time.Second, func() bool { return rec.closedFor(ReasonMasterSwitch) == 1 })
-			case ModeRESP:
-				if err != nil || got != "+OK" {
-					t.Fatalf("SET on the moved connection = %q, %v", got, err)
-				}
-				if v, err := b.Do(ctx, "GET", "after-"+mode); err != nil || v != mode {
-					t.Fatalf("GET on the new master = %v, %v", v, err)
-				}
-			}
-			if v, err := a.Do(ctx, "EXISTS", "after-"+mode); err != nil || v != int64(0) {
-				t.Fatalf("EXISTS on the old master = %v, %v; want nothing written there after the switch", v, err)
-			}
+			checkAfterSwitch(t, mode, "after-"+mode, got, err, rec, a, b)
 		})
 	}
 }

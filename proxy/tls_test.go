@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,17 +32,35 @@ func tlsServer(t *testing.T, f testutil.TLSFiles) (*redisproc.Process, string) {
 
 func clientTLS(t *testing.T, f testutil.TLSFiles) *tls.Config {
 	t.Helper()
-	pem, err := os.ReadFile(f.CA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pair, pool := f.Load(t)
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+}
+
+// checkAfterSwitch checks the reply to "SET key mode", sent on a client's
+// connection after the switch from old to new: tcp mode cut the connection
+// (one master_switch close), resp mode moved it and the SET ran on new;
+// either way nothing ran on old.
+func checkAfterSwitch(t *testing.T, mode, key, got string, err error, rec *recorder, old, new *redisproc.Process) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch mode {
+	case ModeTCP:
+		if err == nil {
+			t.Fatalf("SET on the connection to the old master = %q; want it cut", got)
+		}
+		eventually(t, "the master_switch close", 5*time.Second, func() bool { return rec.closedFor(ReasonMasterSwitch) == 1 })
+	case ModeRESP:
+		if err != nil || got != "+OK" {
+			t.Fatalf("SET on the moved connection = %q, %v", got, err)
+		}
+		if v, err := new.Do(ctx, "GET", key); err != nil || v != mode {
+			t.Fatalf("GET on the new master = %v, %v", v, err)
+		}
+	}
+	if v, err := old.Do(ctx, "EXISTS", key); err != nil || v != int64(0) {
+		t.Fatalf("EXISTS on the old master = %v, %v; want nothing written there after the switch", v, err)
+	}
 }
 
 // With Config.TLS, plain-text clients reach a master that takes TLS only,
@@ -85,23 +101,7 @@ func TestTLSToTheMaster(t *testing.T) {
 
 			s.SetMaster(bTLS)
 			got, err := set("after-" + mode)
-			switch mode {
-			case ModeTCP:
-				if err == nil {
-					t.Fatalf("SET on the connection to the old master = %q; want it cut", got)
-				}
-				eventually(t, "the master_switch close", 5*time.Second, func() bool { return rec.closedFor(ReasonMasterSwitch) == 1 })
-			case ModeRESP:
-				if err != nil || got != "+OK" {
-					t.Fatalf("SET on the moved connection = %q, %v", got, err)
-				}
-				if v, err := b.Do(ctx, "GET", "after-"+mode); err != nil || v != mode {
-					t.Fatalf("GET on the new TLS master = %v, %v", v, err)
-				}
-			}
-			if v, err := a.Do(ctx, "EXISTS", "after-"+mode); err != nil || v != int64(0) {
-				t.Fatalf("EXISTS on the old master = %v, %v; want nothing written there after the switch", v, err)
-			}
+			checkAfterSwitch(t, mode, "after-"+mode, got, err, rec, a, b)
 		})
 	}
 }

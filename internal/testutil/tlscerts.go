@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -20,6 +21,24 @@ import (
 // Redis uses one certificate for both ends of its own links).
 type TLSFiles struct {
 	CA, Cert, Key string
+}
+
+// Load reads the certificate and key, and a pool holding the CA.
+func (f TLSFiles) Load(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		t.Fatalf("testutil: %v", err)
+	}
+	caPEM, err := os.ReadFile(f.CA)
+	if err != nil {
+		t.Fatalf("testutil: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("testutil: no certificate in %s", f.CA)
+	}
+	return pair, pool
 }
 
 // NewTLSFiles writes a fresh CA and certificate under dir.
