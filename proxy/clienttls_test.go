@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -211,5 +212,51 @@ func TestAbortConnDoesNotWaitForThePeer(t *testing.T) {
 	}
 	if _, err := sc.Write([]byte{0}); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("write on the TCP side after abortConn: %v; want it closed", err)
+	}
+}
+
+// Failed client handshakes are warned about at most once per
+// handshakeWarnEvery, so that an app with the wrong CA shows at the
+// default log level while a scanner cannot flood the log; the warning
+// says how many failures went unlogged since the one before.
+func TestClientTLSHandshakeFailuresWarnedAtARate(t *testing.T) {
+	var r rateLimit
+	t0 := time.Unix(1_000_000, 0)
+	steps := []struct {
+		at         time.Duration
+		ok         bool
+		wantMissed int
+	}{
+		{0, true, 0},
+		{time.Second, false, 0},
+		{9 * time.Second, false, 0},
+		{10 * time.Second, true, 2},
+		{11 * time.Second, false, 0},
+		{25 * time.Second, true, 1},
+	}
+	for _, st := range steps {
+		ok, missed := r.allow(t0.Add(st.at), 10*time.Second)
+		if ok != st.ok || missed != st.wantMissed {
+			t.Fatalf("at +%v: allow = %v, %d; want %v, %d", st.at, ok, missed, st.ok, st.wantMissed)
+		}
+	}
+
+	// Through a server: three plain-text clients on its TLS port, one
+	// warning.
+	files := testutil.NewTLSFiles(t, t.TempDir())
+	var logs testutil.Buffer
+	s, addr, rec := startServer(t, Config{ClientTLS: serverTLS(t, files),
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	s.SetMaster(newBackend(t, "echo").addr())
+	for i := range 3 {
+		c := dial(t, addr)
+		io.WriteString(c, "PING\r\n")
+		if got, err := io.ReadAll(c); err != nil || len(got) != 0 {
+			t.Fatalf("plain-text client %d: read %q, %v; want it closed", i+1, got, err)
+		}
+	}
+	eventually(t, "three tls_handshake closes", 5*time.Second, func() bool { return rec.closedFor(ReasonTLSHandshake) == 3 })
+	if n := strings.Count(logs.String(), `level=WARN msg="client TLS handshake failed"`); n != 1 {
+		t.Fatalf("%d warnings for 3 failed handshakes within %v; want 1:\n%s", n, handshakeWarnEvery, logs.String())
 	}
 }

@@ -139,6 +139,8 @@ type Server struct {
 	// as held clients are refused then.
 	stopping context.Context
 	stop     context.CancelFunc
+	// handshakeWarn paces the warning for failed client handshakes.
+	handshakeWarn rateLimit
 
 	mu        sync.Mutex
 	master    string
@@ -405,7 +407,16 @@ func (s *Server) handle(client net.Conn) {
 				reason = ReasonShutdown // cut short, as a held client is refused
 			}
 			s.obs.ConnectionClosed(s.cfg.Name, reason, time.Since(accepted), 0, 0)
-			s.log.Debug("client TLS handshake failed", "remote", client.RemoteAddr().String(), "err", err)
+			// An app with the wrong CA or no certificate fails every
+			// connection: that must show at the default level, but a
+			// scanner must not flood the log, so one line per interval.
+			level, attrs := slog.LevelDebug, []any{"remote", client.RemoteAddr().String(), "err", err}
+			if reason == ReasonTLSHandshake {
+				if ok, missed := s.handshakeWarn.allow(time.Now(), handshakeWarnEvery); ok {
+					level, attrs = slog.LevelWarn, append(attrs, "failures_not_logged_since_last", missed)
+				}
+			}
+			s.log.Log(context.Background(), level, "client TLS handshake failed", attrs...)
 			return
 		}
 		client = tc
@@ -534,6 +545,32 @@ func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Confi
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
 	return c, nil
+}
+
+// handshakeWarnEvery is the least time between two warnings of failed
+// client handshakes.
+const handshakeWarnEvery = 10 * time.Second
+
+// rateLimit lets an event through at most once per interval, counting the
+// ones held back in between.
+type rateLimit struct {
+	mu     sync.Mutex
+	last   time.Time
+	missed int
+}
+
+// allow reports whether the event at now may go through and, if so, how
+// many were held back since the last one that did.
+func (r *rateLimit) allow(now time.Time, every time.Duration) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < every {
+		r.missed++
+		return false, 0
+	}
+	missed := r.missed
+	r.last, r.missed = now, 0
+	return true, missed
 }
 
 // abortConn closes c at once. Under TLS the TCP connection goes first:
