@@ -26,8 +26,8 @@ func serverTLS(t *testing.T, f testutil.TLSFiles) *tls.Config {
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 }
 
-// tlsCommand sends one inline command on c and reads one reply line.
-func tlsCommand(c net.Conn, r *bufio.Reader, cmd string) (string, error) {
+// sendLine sends one inline command on c and reads one reply line.
+func sendLine(c net.Conn, r *bufio.Reader, cmd string) (string, error) {
 	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
 		return "", err
 	}
@@ -64,7 +64,7 @@ func TestClientTLS(t *testing.T) {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			r := bufio.NewReader(c)
-			if got, err := tlsCommand(c, r, "SET before-"+mode+" "+mode); err != nil || got != "+OK" {
+			if got, err := sendLine(c, r, "SET before-"+mode+" "+mode); err != nil || got != "+OK" {
 				t.Fatalf("SET through the proxy in TLS = %q, %v", got, err)
 			}
 			if v, err := a.Do(ctx, "GET", "before-"+mode); err != nil || v != mode {
@@ -95,7 +95,7 @@ func TestClientTLS(t *testing.T) {
 				// TLS 1.3 lets the client finish its side before the server
 				// has checked its certificate: the refusal shows at the
 				// first read, as it does for the plain-text client.
-				got, err := tlsCommand(conn, bufio.NewReader(conn), "SET bad-"+mode+" x")
+				got, err := sendLine(conn, bufio.NewReader(conn), "SET bad-"+mode+" x")
 				if err == nil {
 					t.Fatalf("%s: got reply %q; want the connection refused", tc.name, got)
 				}
@@ -104,12 +104,12 @@ func TestClientTLS(t *testing.T) {
 			if v, err := a.Do(ctx, "EXISTS", "bad-"+mode); err != nil || v != int64(0) {
 				t.Fatalf("EXISTS on the master = %v, %v; want no refused client's command run", v, err)
 			}
-			if got, err := tlsCommand(c, r, "INCR counter-"+mode); err != nil || got != ":1" {
+			if got, err := sendLine(c, r, "INCR counter-"+mode); err != nil || got != ":1" {
 				t.Fatalf("INCR on the good client after the refusals = %q, %v", got, err)
 			}
 
 			s.SetMaster(b.Addr)
-			got, err := tlsCommand(c, r, "SET after-"+mode+" "+mode)
+			got, err := sendLine(c, r, "SET after-"+mode+" "+mode)
 			checkAfterSwitch(t, mode, "after-"+mode, got, err, rec, a, b)
 		})
 	}

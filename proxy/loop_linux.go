@@ -196,12 +196,13 @@ func epollCtlValue(ep, op, fd int, ev unix.EpollEvent) error {
 	return unix.EpollCtl(ep, op, fd, &ev)
 }
 
+// dupConn duplicates the descriptor of a TCP or unix-socket connection.
 func dupConn(c net.Conn) (int, error) {
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return -1, fmt.Errorf("proxy: %T is not a TCP connection", c)
+		return -1, fmt.Errorf("proxy: %T has no descriptor of its own", c)
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1, fmt.Errorf("proxy: raw connection: %w", err)
 	}

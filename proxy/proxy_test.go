@@ -177,6 +177,17 @@ func testEngine(t *testing.T) string {
 // end of the test.
 func startServer(t *testing.T, cfg Config) (*Server, string, *recorder) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, rec := startServerOn(t, cfg, ln)
+	return s, ln.Addr().String(), rec
+}
+
+// startServerOn is startServer on a listener of the test's own.
+func startServerOn(t *testing.T, cfg Config, ln net.Listener) (*Server, *recorder) {
+	t.Helper()
 	rec := &recorder{}
 	if cfg.Observer == nil {
 		cfg.Observer = rec
@@ -188,10 +199,6 @@ func startServer(t *testing.T, cfg Config) (*Server, string, *recorder) {
 		cfg.Engine = testEngine(t)
 	}
 	s := New(cfg)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
 	t.Cleanup(func() {
@@ -202,7 +209,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string, *recorder) {
 			t.Errorf("Serve returned %v; want ErrServerClosed", err)
 		}
 	})
-	return s, ln.Addr().String(), rec
+	return s, rec
 }
 
 func dial(t *testing.T, addr string) net.Conn {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +46,8 @@ type appConfig struct {
 	// master (--tls.cert-file), servedPair the one presented to clients
 	// (--proxy.tls-cert-file); nil when not given.
 	clientPair, servedPair *keyPairFile
+	// socketMode is the permissions of a unix:PATH listen address's file.
+	socketMode os.FileMode
 }
 
 // followedFile is a file sentproxy reads again while it runs.
@@ -118,7 +122,7 @@ func newApp(cfg appConfig) (*app, error) {
 			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
 		}
 		rr.server = proxy.New(pcfg)
-		ln, err := net.Listen("tcp", r.listen)
+		ln, err := listenClients(r.listen, cfg.socketMode)
 		if err != nil {
 			return nil, fmt.Errorf("listen for route %q: %w", r.name, err)
 		}
@@ -288,4 +292,35 @@ func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
 	w.Write(body)
+}
+
+// listenClients listens on addr: HOST:PORT, or unix:PATH for a unix socket
+// whose file gets mode. A socket file left by a process that is gone (a
+// crash, a SIGKILL) is replaced; one that a live process still accepts on
+// is an error, as a port in use is.
+func listenClients(addr string, mode os.FileMode) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, unixPrefix)
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("listen unix %s: another process accepts on this socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("listen unix %s: removing the stale socket: %w", path, err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// After the listen, so the umask cannot narrow it: connecting takes
+	// write permission on the file.
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen unix %s: %w", path, err)
+	}
+	return ln, nil
 }

@@ -109,8 +109,9 @@ func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, erro
 
 // ProxyFlags shape the client side.
 type ProxyFlags struct {
-	ListenAddress   string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route)."`
-	Routes          []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route, optionally with its own mode (cache=127.0.0.1:6380/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
+	ListenAddress   string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route): HOST:PORT, or unix:PATH for a unix socket."`
+	Routes          []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route (HOST:PORT or unix:PATH), optionally with its own mode (cache=127.0.0.1:6380/resp, queue=unix:/run/sentproxy/queue.sock/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
+	SocketMode      string        `name:"socket-mode" default:"0666" placeholder:"OCTAL" help:"Permissions of the socket file of a unix:PATH listen address. The default lets every local user connect, as to 127.0.0.1; 0660 limits it to the owner and group."`
 	Mode            string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
 	Engine          string        `name:"engine" default:"${default_engine}" enum:"epoll,splice" help:"tcp mode: how bytes are moved. epoll (the default on Linux; Linux only): event loops, two system calls per message, as HAProxy makes. splice (the default elsewhere): io.Copy between the sockets (splice(2)), two goroutines per connection, a third system call per message. See bench/RESULTS.md."`
 	EventLoops      int           `name:"event-loops" default:"1" help:"epoll engine: event loops per route, each using at most one CPU; a new connection goes to the loop with the fewest. 0 means one per CPU (GOMAXPROCS). More than one costs CPU per request and pays only once one loop fills a CPU."`
@@ -222,7 +223,7 @@ func (f *ProxyFlags) routes(masterName string) ([]route, error) {
 		if !ok || name == "" || addr == "" {
 			return nil, fmt.Errorf("--proxy.route %q: want NAME=HOST:PORT[/MODE]", r)
 		}
-		addr, mode, _ := strings.Cut(addr, "/")
+		addr, mode := splitMode(addr)
 		if mode != "" && mode != "tcp" && mode != "resp" {
 			return nil, fmt.Errorf("--proxy.route %q: mode must be tcp or resp", r)
 		}
@@ -236,6 +237,44 @@ func (f *ProxyFlags) routes(masterName string) ([]route, error) {
 		rs = append(rs, route{name: name, listen: addr, mode: mode})
 	}
 	return rs, nil
+}
+
+// unixPrefix marks a listen address that is a unix socket's path.
+const unixPrefix = "unix:"
+
+// splitMode splits a route's LISTEN_ADDRESS[/MODE]. A unix socket's path
+// has slashes of its own, so there only a last "/tcp" or "/resp" is a mode.
+func splitMode(addr string) (listen, mode string) {
+	if strings.HasPrefix(addr, unixPrefix) {
+		for _, m := range []string{"tcp", "resp"} {
+			if p, ok := strings.CutSuffix(addr, "/"+m); ok {
+				return p, m
+			}
+		}
+		return addr, ""
+	}
+	listen, mode, _ = strings.Cut(addr, "/")
+	return listen, mode
+}
+
+// checkListen checks a listen address: HOST:PORT, or unix:PATH.
+func checkListen(flag, addr string) error {
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		if path == "" {
+			return fmt.Errorf("%s %q: unix: needs a socket path", flag, addr)
+		}
+		return nil
+	}
+	return checkHostPort(flag, addr)
+}
+
+// socketMode parses --proxy.socket-mode.
+func (f *ProxyFlags) socketMode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(f.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("--proxy.socket-mode %q: want octal permissions, 0000-0777", f.SocketMode)
+	}
+	return os.FileMode(m), nil
 }
 
 // Validate checks cross-field rules; kong calls it before any command runs.
@@ -270,12 +309,15 @@ func (f *ProxyFlags) Validate() error {
 		return err
 	}
 	for _, r := range rs {
-		if err := checkHostPort("--proxy.listen-address", r.listen); err != nil {
+		if err := checkListen("--proxy.listen-address", r.listen); err != nil {
 			return err
 		}
 		if strings.ContainsAny(r.name, " \r\n") {
 			return fmt.Errorf("--proxy.route: master name %q must not contain spaces or newlines", r.name)
 		}
+	}
+	if _, err := f.socketMode(); err != nil {
+		return err
 	}
 	switch {
 	case f.DialTimeout <= 0:

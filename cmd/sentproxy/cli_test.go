@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,6 +56,9 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"buffer limits the wrong way round", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.max-client-buffer=4096", "--proxy.max-buffer=2048"}, "max-buffer"},
 		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
 		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},
+		{"unix socket without a path", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=unix:"}, "needs a socket path"},
+		{"socket mode not octal", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=0999"}, "--proxy.socket-mode"},
+		{"socket mode too wide", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=01777"}, "--proxy.socket-mode"},
 		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},
 		// TLS files are read and parsed before anything listens; "present"
 		// holds a password, not PEM.
@@ -140,5 +144,25 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "sentproxy ") {
 		t.Fatalf("got %q; want it to start with %q", stdout.String(), "sentproxy ")
+	}
+}
+
+// A route's /MODE suffix is read after a unix socket's path, which has
+// slashes of its own; only a last /tcp or /resp is a mode.
+func TestRoutesWithUnixSockets(t *testing.T) {
+	f := ProxyFlags{Routes: []string{"cache=unix:/run/sentproxy/cache.sock/resp", "queue=unix:/run/sentproxy/queue.sock",
+		"jobs=unix:relative/jobs.sock/tcp", "tcp=127.0.0.1:6380/resp"}}
+	rs, err := f.routes("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []route{
+		{name: "cache", listen: "unix:/run/sentproxy/cache.sock", mode: "resp"},
+		{name: "queue", listen: "unix:/run/sentproxy/queue.sock"},
+		{name: "jobs", listen: "unix:relative/jobs.sock", mode: "tcp"},
+		{name: "tcp", listen: "127.0.0.1:6380", mode: "resp"},
+	}
+	if !slices.Equal(rs, want) {
+		t.Fatalf("routes = %+v; want %+v", rs, want)
 	}
 }

@@ -66,7 +66,12 @@ func (c *RunCmd) Validate() error {
 		dcfg.MasterPasswordFunc = pf.get
 		files = append(files, pf)
 	}
+	socketMode, err := c.Proxy.socketMode()
+	if err != nil {
+		return err
+	}
 	c.cfg = appConfig{
+		socketMode:    socketMode,
 		followedFiles: files,
 		clientPair:    pair,
 		servedPair:    serverPair,
