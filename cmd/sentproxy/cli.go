@@ -263,6 +263,11 @@ func checkListen(flag, addr string) error {
 		if path == "" {
 			return fmt.Errorf("%s %q: unix: needs a socket path", flag, addr)
 		}
+		// sun_path holds 108 bytes, its terminating NUL included; bind
+		// would refuse a longer path only once the flags were accepted.
+		if len(path) > 107 {
+			return fmt.Errorf("%s %q: a unix socket path may have at most 107 bytes", flag, addr)
+		}
 		return nil
 	}
 	return checkHostPort(flag, addr)

@@ -57,6 +57,7 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"route name twice", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.route=a=127.0.0.1:1,a=127.0.0.1:2"}, "given twice"},
 		{"master name with a space", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--sentinel.master-name=my master", listen}, "spaces"},
 		{"unix socket without a path", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=unix:"}, "needs a socket path"},
+		{"unix socket path too long", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=unix:/" + strings.Repeat("s", 107)}, "at most 107 bytes"},
 		{"socket mode not octal", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=0999"}, "--proxy.socket-mode"},
 		{"socket mode too wide", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=01777"}, "--proxy.socket-mode"},
 		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},
