@@ -50,14 +50,7 @@ bench_init perfstat
 read -r MPORT SPORT LPORT <<<"$(free_ports 3)"
 
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
-redis-server --bind 127.0.0.1 --port "$MPORT" --save '' --appendonly no --dir "$OUT" --logfile "$OUT/redis.log" &
-pids+=($!)
-until_ok 10 redis-cli -p "$MPORT" ping
-printf 'bind 127.0.0.1\nport %s\ndir %s\nlogfile %s/sentinel.log\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
-  "$SPORT" "$OUT" "$OUT" "$MPORT" >"$OUT/sentinel.conf"
-redis-sentinel "$OUT/sentinel.conf" &
-pids+=($!)
-until_ok 10 bash -c "redis-cli -p $SPORT sentinel get-master-addr-by-name mymaster | grep -qx $MPORT"
+start_master_and_sentinel "$MPORT" "$SPORT"
 printf 'global\n  nbthread 1\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nlisten redis\n  bind 127.0.0.1:%s\n  server master 127.0.0.1:%s\n' \
   "$LPORT" "$MPORT" >"$OUT/haproxy.cfg"
 

@@ -112,36 +112,11 @@ bench() { # TARGET: prints "SET_rps GET_rps"
 
 targets=(direct-tls sentproxy-tcp sentproxy-resp haproxy)
 for t in "${targets[@]}"; do bench "$t" >/dev/null; done # warm-up: keyspace, connections
-raw="$OUT/raw.tsv"
-CLK_TCK=$(getconf CLK_TCK)
 date_start=$(date -u '+%Y-%m-%d %H:%M')
-for ((r = 0; r < ROUNDS; r++)); do
-  for ((k = 0; k < ${#targets[@]}; k++)); do
-    t=${targets[$(((k + r) % ${#targets[@]}))]}
-    c0=0
-    [ -z "${pid[$t]}" ] || c0=$(cpu_ticks "${pid[$t]}")
-    read -r set get <<<"$(bench "$t")"
-    cpu=""
-    [ -z "${pid[$t]}" ] || cpu=$(awk -v d="$(($(cpu_ticks "${pid[$t]}") - c0))" -v hz="$CLK_TCK" -v n="$((2 * REQUESTS))" 'BEGIN{printf "%.1f", d / hz * 1e6 / n}')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$set" "$get" "$cpu" "$r" >>"$raw"
-    echo "tls: round $((r + 1))/$ROUNDS $t SET $set GET $get proxy CPU µs/req ${cpu:--}" >&2
-  done
-done
+run_rounds "$ROUNDS" "$REQUESTS"
 
 legs="TLS to the master"
 [ "$CLIENT_TLS" = 0 ] || legs="TLS on both legs"
 echo "$legs: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS KEEPALIVE=$KEEPALIVE CLIENT_TLS=$CLIENT_TLS bash bench/tls.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, -k $KEEPALIVE, pipeline 1."
 echo
-echo "| target | SET/s | GET/s | SET ÷ HAProxy | GET ÷ HAProxy | proxy CPU µs/request |"
-echo "|---|---:|---:|---:|---:|---:|"
-for t in "${targets[@]}"; do
-  # Ratios are taken within each round, then their median.
-  awk -F'\t' -v t="$t" '
-    function median(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    $1 == "haproxy" { hs[$5] = $2; hg[$5] = $3 }
-    $1 == t { n++; s[n] = $2; g[n] = $3; rs[$5] = $2; rg[$5] = $3; if ($4 != "") { m++; c[m] = $4 } }
-    END {
-      for (r in rs) if (hs[r] > 0) { k++; qs[k] = rs[r] / hs[r]; qg[k] = rg[r] / hg[r] }
-      printf "| %s | %.0f | %.0f | %.2f | %.2f | %s |\n", t, median(s, n), median(g, n), median(qs, k), median(qg, k), m ? sprintf("%.1f", median(c, m)) : "-"
-    }' "$raw"
-done
+ratio_table haproxy HAProxy

@@ -29,14 +29,7 @@ done
 bench_init unix
 
 read -r MPORT SPORT HPORT <<<"$(free_ports 3)"
-redis-server --bind 127.0.0.1 --port "$MPORT" --save '' --appendonly no --dir "$OUT" --logfile "$OUT/redis.log" &
-pids+=($!)
-until_ok 10 redis-cli -p "$MPORT" ping
-printf 'bind 127.0.0.1\nport %s\ndir %s\nlogfile %s/sentinel.log\nsentinel monitor mymaster 127.0.0.1 %s 1\n' \
-  "$SPORT" "$OUT" "$OUT" "$MPORT" >"$OUT/sentinel.conf"
-redis-sentinel "$OUT/sentinel.conf" &
-pids+=($!)
-until_ok 10 bash -c "redis-cli -p $SPORT sentinel get-master-addr-by-name mymaster | grep -qx $MPORT"
+start_master_and_sentinel "$MPORT" "$SPORT"
 
 go build -o "$OUT/sentproxy" ./cmd/sentproxy
 declare -A where pid # where: "-p PORT" or "-s PATH" for redis-benchmark and redis-cli
@@ -84,32 +77,9 @@ bench() { # TARGET: prints "SET_rps GET_rps"
 
 targets=(sentproxy-tcp sentproxy-unix haproxy-tcp haproxy-unix)
 for t in "${targets[@]}"; do bench "$t" >/dev/null; done # warm-up
-raw="$OUT/raw.tsv"
-CLK_TCK=$(getconf CLK_TCK)
 date_start=$(date -u '+%Y-%m-%d %H:%M')
-for ((r = 0; r < ROUNDS; r++)); do
-  for ((k = 0; k < ${#targets[@]}; k++)); do
-    t=${targets[$(((k + r) % ${#targets[@]}))]}
-    c0=$(cpu_ticks "${pid[$t]}")
-    read -r set get <<<"$(bench "$t")"
-    cpu=$(awk -v d="$(($(cpu_ticks "${pid[$t]}") - c0))" -v hz="$CLK_TCK" -v n="$((2 * REQUESTS))" 'BEGIN{printf "%.1f", d / hz * 1e6 / n}')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$set" "$get" "$cpu" "$r" >>"$raw"
-    echo "unix: round $((r + 1))/$ROUNDS $t SET $set GET $get proxy CPU µs/req $cpu" >&2
-  done
-done
+run_rounds "$ROUNDS" "$REQUESTS"
 
 echo "Unix socket vs TCP on the clients' side: \`ROUNDS=$ROUNDS REQUESTS=$REQUESTS CLIENTS=$CLIENTS bash bench/unix.sh\` ($date_start UTC, $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3), $(haproxy -v | head -n 1 | cut -d' ' -f1-3)); medians of $ROUNDS rounds, -c $CLIENTS, pipeline 1."
 echo
-echo "| target | SET/s | GET/s | SET ÷ HAProxy TCP | GET ÷ HAProxy TCP | proxy CPU µs/request |"
-echo "|---|---:|---:|---:|---:|---:|"
-for t in "${targets[@]}"; do
-  # Ratios are taken within each round, then their median.
-  awk -F'\t' -v t="$t" '
-    function median(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j > 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    $1 == "haproxy-tcp" { hs[$5] = $2; hg[$5] = $3 }
-    $1 == t { n++; s[n] = $2; g[n] = $3; c[n] = $4; rs[$5] = $2; rg[$5] = $3 }
-    END {
-      for (r in rs) if (hs[r] > 0) { k++; qs[k] = rs[r] / hs[r]; qg[k] = rg[r] / hg[r] }
-      printf "| %s | %.0f | %.0f | %.2f | %.2f | %.1f |\n", t, median(s, n), median(g, n), median(qs, k), median(qg, k), median(c, n)
-    }' "$raw"
-done
+ratio_table haproxy-tcp "HAProxy TCP"
