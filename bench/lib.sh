@@ -124,3 +124,19 @@ ratio_table() {
       }' "$OUT/raw.tsv"
   done
 }
+
+# start_haproxy LINES...: HAProxy in mode tcp, one thread (the setting the
+# benches compare against), with one `listen redis` section made of LINES
+# (its bind and server lines); sets haproxy_pid and returns once it runs.
+# Its log is $OUT/haproxy.log.
+start_haproxy() {
+  {
+    printf 'global\n    nbthread 1\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n'
+    printf '    timeout client 1h\n    timeout server 1h\nlisten redis\n'
+    printf '    %s\n' "$@"
+  } >"$OUT/haproxy.cfg"
+  haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
+  pids+=($!)
+  # shellcheck disable=SC2034 # for the sourcing script
+  haproxy_pid=$!
+}

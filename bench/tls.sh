@@ -82,22 +82,11 @@ start_sentproxy sentproxy-tcp tcp
 start_sentproxy sentproxy-resp resp
 
 # --- HAProxy, TLS to the master ---
-cat >"$OUT/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-listen redis
-    bind 127.0.0.1:$HPORT $([ "$CLIENT_TLS" = 0 ] || echo "ssl crt $OUT/tls.pem")
-    server master 127.0.0.1:$MTLS ssl verify required ca-file $OUT/ca.crt crt $OUT/tls.pem
-EOF
-haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
-pids+=($!)
-pid[haproxy]=$!
+served_ssl=""
+[ "$CLIENT_TLS" = 0 ] || served_ssl=" ssl crt $OUT/tls.pem"
+start_haproxy "bind 127.0.0.1:$HPORT$served_ssl" \
+  "server master 127.0.0.1:$MTLS ssl verify required ca-file $OUT/ca.crt crt $OUT/tls.pem"
+pid[haproxy]=$haproxy_pid
 port[haproxy]=$HPORT
 until_ok 10 bash -c "[ \"\$(redis-cli -p $HPORT ${client_tls[*]} ping)\" = PONG ]"
 pid[direct-tls]=""

@@ -47,24 +47,9 @@ p=$(free_ports 1)
 start_sentproxy sentproxy-tcp "127.0.0.1:$p" "-p $p"
 start_sentproxy sentproxy-unix "unix:$OUT/sentproxy.sock" "-s $OUT/sentproxy.sock"
 
-cat >"$OUT/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-listen redis
-    bind 127.0.0.1:$HPORT
-    bind unix@$OUT/haproxy.sock mode 666
-    server master 127.0.0.1:$MPORT
-EOF
-haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy.log" 2>&1 &
-pids+=($!)
-pid[haproxy-tcp]=$!
-pid[haproxy-unix]=$!
+start_haproxy "bind 127.0.0.1:$HPORT" "bind unix@$OUT/haproxy.sock mode 666" "server master 127.0.0.1:$MPORT"
+pid[haproxy-tcp]=$haproxy_pid
+pid[haproxy-unix]=$haproxy_pid
 where[haproxy-tcp]="-p $HPORT"
 where[haproxy-unix]="-s $OUT/haproxy.sock"
 until_ok 10 bash -c "[ \"\$(redis-cli -p $HPORT ping)\" = PONG ]"
