@@ -517,3 +517,55 @@ func (s *Server) withOnlyResp(f func(rc *respConn) bool) bool {
 	defer rc.mu.Unlock()
 	return f(rc)
 }
+
+// A connection that Serve accepted just as Shutdown began is refused in
+// Serve with the shutdown error, and is accounted for once Serve and
+// Shutdown have returned. Before, it went to a handler added to the
+// WaitGroup after Shutdown's wait could have begun (the race detector
+// caught it once in TestUnixSocketListener): Shutdown then returned before
+// the handler had closed it, and this test failed in 7 runs of 10.
+func TestConnectionAcceptedDuringShutdownIsRefused(t *testing.T) {
+	b := newBackend(t, "echo")
+	s := New(Config{Name: "mymaster", Observer: &recorder{}})
+	rec := s.obs.(*recorder)
+	s.SetMaster(b.addr())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shutdownDone := make(chan error, 1)
+	acceptedHook = func() {
+		// Shutdown from here, and go on once it has marked the server
+		// closing, as when the accept returned just before it.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			shutdownDone <- s.Shutdown(ctx)
+		}()
+		eventually(t, "Shutdown under way", 5*time.Second, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.closing
+		})
+	}
+	t.Cleanup(func() { acceptedHook = func() {} })
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	got, err := io.ReadAll(dial(t, ln.Addr().String()))
+	if err != nil || string(got) != "-ERR sentproxy: shutting down\r\n" {
+		t.Fatalf("client accepted during Shutdown got %q, %v; want the shutdown error", got, err)
+	}
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v; want ErrServerClosed", err)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := rec.closedFor(ReasonShutdown); n != 1 {
+		t.Fatalf("%d closes as shutdown once Serve and Shutdown returned; want 1", n)
+	}
+	if n := s.ActiveConnections(); n != 0 {
+		t.Fatalf("%d active connections after Shutdown; want 0", n)
+	}
+}

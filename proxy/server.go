@@ -330,19 +330,44 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.obs.ConnectionAccepted(s.cfg.Name)
 		if n := s.active.Add(1); s.cfg.MaxConnections > 0 && n > int64(s.cfg.MaxConnections) {
 			s.active.Add(-1)
-			if s.cfg.ClientTLS != nil {
-				// The error would need a handshake first, paid for by the
-				// very flood the limit is there to stop: close instead.
-				c.Close()
-				s.obs.ConnectionClosed(s.cfg.Name, ReasonMaxConnections, 0, 0, 0)
-				continue
-			}
-			s.refuse(c, time.Now(), ReasonMaxConnections, "max number of clients reached")
+			s.refuseAtAccept(c, ReasonMaxConnections, "max number of clients reached")
 			continue
 		}
-		s.wg.Add(1)
+		// A connection accepted as Shutdown closes the listener must not
+		// be added to wg once Shutdown may be waiting on it: closing is
+		// set, under mu, before that wait starts.
+		acceptedHook()
+		s.mu.Lock()
+		closing := s.closing
+		if !closing {
+			s.wg.Add(1)
+		}
+		s.mu.Unlock()
+		if closing {
+			s.active.Add(-1)
+			s.refuseAtAccept(c, ReasonShutdown, "sentproxy: shutting down")
+			return ErrServerClosed
+		}
 		go s.handle(c)
 	}
+}
+
+// acceptedHook runs in Serve after each accepted connection has passed the
+// connection limit; a no-op but in tests, which use it to start Shutdown
+// at that point.
+var acceptedHook = func() {}
+
+// refuseAtAccept refuses a client the accept loop will not hand on. With
+// ClientTLS it only closes: the error would need a handshake first, paid
+// for in the accept loop (by the very flood a connection limit is there to
+// stop).
+func (s *Server) refuseAtAccept(c net.Conn, reason, msg string) {
+	if s.cfg.ClientTLS != nil {
+		c.Close()
+		s.obs.ConnectionClosed(s.cfg.Name, reason, 0, 0, 0)
+		return
+	}
+	s.refuse(c, time.Now(), reason, msg)
 }
 
 // Shutdown stops accepting, lets open connections finish until ctx ends,
