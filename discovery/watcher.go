@@ -16,6 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/sentproxy/sentproxy/internal/tlsaddr"
 )
 
 const (
@@ -436,7 +438,7 @@ func (w *Watcher) dial(ctx context.Context, network, addr string) (net.Conn, err
 func (w *Watcher) dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 	d := tls.Dialer{
 		NetDialer: &net.Dialer{Timeout: w.cfg.Timeout, KeepAlive: 15 * time.Second},
-		Config:    tlsFor(cfg, addr),
+		Config:    tlsaddr.For(cfg, addr),
 	}
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -451,19 +453,6 @@ type tlsError struct{ err error }
 
 func (e tlsError) Error() string { return "TLS: " + e.err.Error() }
 func (e tlsError) Unwrap() error { return e.err }
-
-// tlsFor is cfg for a connection to addr: its ServerName, when empty, is
-// addr's host, which Go checks against the certificate's DNS or IP names.
-func tlsFor(cfg *tls.Config, addr string) *tls.Config {
-	if cfg.ServerName != "" {
-		return cfg
-	}
-	c := cfg.Clone()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		c.ServerName = host
-	}
-	return c
-}
 
 // checkAndApply runs one check and returns when the next should run.
 func (w *Watcher) checkAndApply(ctx context.Context, t trigger) time.Duration {

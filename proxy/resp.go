@@ -697,8 +697,6 @@ func (rc *respConn) appendEntry(e entry, raw []byte) {
 	}
 }
 
-// failProtocol answers a malformed command as Redis does: after the replies
-// to the commands before it, the error, then the close.
 // Test hooks, no-ops otherwise: replySettled runs in the reply reader
 // between matching a reply and writing it; protocolFailed after
 // failProtocol. A test uses them to put a protocol error in that window.
@@ -707,6 +705,8 @@ var (
 	protocolFailed = func() {}
 )
 
+// failProtocol answers a malformed command as Redis does: after the replies
+// to the commands before it, the error, then the close.
 func (rc *respConn) failProtocol(msg string) {
 	defer protocolFailed()
 	line := []byte("-ERR " + msg + "\r\n")

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sentproxy/sentproxy/internal/tlsaddr"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -94,12 +96,11 @@ type Config struct {
 	// error name the cause as it stands at that moment (a wrong master name,
 	// Sentinels unreachable) rather than as it stood at the last change.
 	NoMasterReason func() string
-	// TLS, when set, makes every connection to the master TLS (clients
-	// still connect in plain text, on loopback as a sidecar). An empty
-	// ServerName is taken from the master's address. The bytes then pass
-	// through Go's TLS in user space, so a ModeTCP route copies them
-	// (EngineSplice's goroutines, without splice) rather than using
-	// EngineEpoll.
+	// TLS, when set, makes every connection to the master TLS (the
+	// clients' side is ClientTLS's). An empty ServerName is taken from the
+	// master's address. The bytes then pass through Go's TLS in user
+	// space, so a ModeTCP route copies them (EngineSplice's goroutines,
+	// without splice) rather than using EngineEpoll.
 	TLS *tls.Config
 	// ClientTLS, when set, makes clients connect in TLS: the listener's
 	// side of the handshake, with the certificate it holds (and, with
@@ -426,22 +427,7 @@ func (s *Server) handle(client net.Conn) {
 	if s.cfg.ClientTLS != nil {
 		tc, err := s.handshake(client)
 		if err != nil {
-			client.Close()
-			reason := ReasonTLSHandshake
-			if s.stopping.Err() != nil {
-				reason = ReasonShutdown // cut short, as a held client is refused
-			}
-			s.obs.ConnectionClosed(s.cfg.Name, reason, time.Since(accepted), 0, 0)
-			// An app with the wrong CA or no certificate fails every
-			// connection: that must show at the default level, but a
-			// scanner must not flood the log, so one line per interval.
-			level, attrs := slog.LevelDebug, []any{"remote", client.RemoteAddr().String(), "err", err}
-			if reason == ReasonTLSHandshake {
-				if ok, missed := s.handshakeWarn.allow(time.Now(), handshakeWarnEvery); ok {
-					level, attrs = slog.LevelWarn, append(attrs, "failures_not_logged_since_last", missed)
-				}
-			}
-			s.log.Log(context.Background(), level, "client TLS handshake failed", attrs...)
+			s.handshakeFailed(client, accepted, err)
 			return
 		}
 		client = tc
@@ -482,6 +468,27 @@ func (s *Server) handshake(c net.Conn) (*tls.Conn, error) {
 		return nil, fmt.Errorf("proxy: client TLS handshake: %w", err)
 	}
 	return tc, nil
+}
+
+// handshakeFailed closes a client whose TLS handshake failed, and counts
+// and logs it.
+func (s *Server) handshakeFailed(c net.Conn, accepted time.Time, err error) {
+	c.Close()
+	reason := ReasonTLSHandshake
+	if s.stopping.Err() != nil {
+		reason = ReasonShutdown // cut short, as a held client is refused
+	}
+	s.obs.ConnectionClosed(s.cfg.Name, reason, time.Since(accepted), 0, 0)
+	// An app with the wrong CA or no certificate fails every connection:
+	// that must show at the default level, but a scanner must not flood
+	// the log, so one line per interval.
+	level, attrs := slog.LevelDebug, []any{"remote", c.RemoteAddr().String(), "err", err}
+	if reason == ReasonTLSHandshake {
+		if ok, missed := s.handshakeWarn.allow(time.Now(), handshakeWarnEvery); ok {
+			level, attrs = slog.LevelWarn, append(attrs, "failures_not_logged_since_last", missed)
+		}
+	}
+	s.log.Log(context.Background(), level, "client TLS handshake failed", attrs...)
 }
 
 // connect waits for a master and dials it, until the hold timeout. On
@@ -559,13 +566,7 @@ func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Confi
 	if tlsCfg == nil {
 		return d.Dial("tcp", addr)
 	}
-	if tlsCfg.ServerName == "" {
-		tlsCfg = tlsCfg.Clone()
-		if host, _, err := net.SplitHostPort(addr); err == nil {
-			tlsCfg.ServerName = host
-		}
-	}
-	c, err := (&tls.Dialer{NetDialer: d, Config: tlsCfg}).Dial("tcp", addr)
+	c, err := (&tls.Dialer{NetDialer: d, Config: tlsaddr.For(tlsCfg, addr)}).Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}
