@@ -46,8 +46,10 @@ type appConfig struct {
 	// master (--tls.cert-file), servedPair the one presented to clients
 	// (--proxy.tls-cert-file); nil when not given.
 	clientPair, servedPair *keyPairFile
-	// socketMode is the permissions of a unix:PATH listen address's file.
-	socketMode os.FileMode
+	// socketMode is the permissions of a unix:PATH listen address's file,
+	// socketGroup its group id (nil leaves the process's).
+	socketMode  os.FileMode
+	socketGroup *int
 }
 
 // followedFile is a file sentproxy reads again while it runs.
@@ -122,7 +124,11 @@ func newApp(cfg appConfig) (*app, error) {
 			w.Recheck(fmt.Sprintf("dial to %s failed", addr))
 		}
 		rr.server = proxy.New(pcfg)
-		ln, err := listenClients(r.listen, cfg.socketMode)
+		gid := -1
+		if cfg.socketGroup != nil {
+			gid = *cfg.socketGroup
+		}
+		ln, err := listenClients(r.listen, cfg.socketMode, gid)
 		if err != nil {
 			return nil, fmt.Errorf("listen for route %q: %w", r.name, err)
 		}
@@ -295,10 +301,10 @@ func (a *app) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // listenClients listens on addr: HOST:PORT, or unix:PATH for a unix socket
-// whose file gets mode. A socket file left by a process that is gone (a
-// crash, a SIGKILL) is replaced; one that a live process still accepts on
-// is an error, as a port in use is.
-func listenClients(addr string, mode os.FileMode) (net.Listener, error) {
+// whose file gets mode and, unless gid is -1, group gid. A socket file left
+// by a process that is gone (a crash, a SIGKILL) is replaced; one that a
+// live process still accepts on is an error, as a port in use is.
+func listenClients(addr string, mode os.FileMode, gid int) (net.Listener, error) {
 	path, ok := strings.CutPrefix(addr, unixPrefix)
 	if !ok {
 		return net.Listen("tcp", addr)
@@ -315,6 +321,14 @@ func listenClients(addr string, mode os.FileMode) (net.Listener, error) {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, err
+	}
+	// The group before the mode, so that a mode open to the group never
+	// applies to the wrong one.
+	if gid >= 0 {
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen unix %s: giving the socket file to group %d (sentproxy must be a member of it): %w", path, gid, err)
+		}
 	}
 	// After the listen, so the umask cannot narrow it: connecting takes
 	// write permission on the file.

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
@@ -112,6 +114,7 @@ type ProxyFlags struct {
 	ListenAddress   string        `name:"listen-address" default:"127.0.0.1:6379" help:"Address clients connect to (the single route): HOST:PORT, or unix:PATH for a unix socket."`
 	Routes          []string      `name:"route" placeholder:"NAME=HOST:PORT[/MODE]" help:"Serve several masters: each NAME=LISTEN_ADDRESS is a route (HOST:PORT or unix:PATH), optionally with its own mode (cache=127.0.0.1:6380/resp, queue=unix:/run/sentproxy/queue.sock/resp). Replaces --sentinel.master-name and --proxy.listen-address."`
 	SocketMode      string        `name:"socket-mode" default:"0666" placeholder:"OCTAL" help:"Permissions of the socket file of a unix:PATH listen address. The default lets every local user connect, as to 127.0.0.1; 0660 limits it to the owner and group."`
+	SocketGroup     string        `name:"socket-group" placeholder:"GROUP" help:"Group of the socket file of a unix:PATH listen address, by name or number; sentproxy must be a member (with the systemd unit: SupplementaryGroups=). With --proxy.socket-mode=0660, only that group's users (the app's) may connect. Default: sentproxy's own group."`
 	Mode            string        `name:"mode" default:"tcp" enum:"tcp,resp" help:"tcp: forward bytes untouched; resp: parse commands and replies (see README: What a client sees during a failover)."`
 	Engine          string        `name:"engine" default:"${default_engine}" enum:"epoll,splice" help:"tcp mode: how bytes are moved. epoll (the default on Linux; Linux only): event loops, two system calls per message, as HAProxy makes. splice (the default elsewhere): io.Copy between the sockets (splice(2)), two goroutines per connection, a third system call per message. See bench/RESULTS.md."`
 	EventLoops      int           `name:"event-loops" default:"1" help:"epoll engine: event loops per route, each using at most one CPU; a new connection goes to the loop with the fewest. 0 means one per CPU (GOMAXPROCS). More than one costs CPU per request and pays only once one loop fills a CPU."`
@@ -282,6 +285,28 @@ func (f *ProxyFlags) socketMode() (os.FileMode, error) {
 	return os.FileMode(m), nil
 }
 
+// socketGroup resolves --proxy.socket-group to a group id; -1 when it is
+// not given (the file keeps sentproxy's group).
+func (f *ProxyFlags) socketGroup() (int, error) {
+	if f.SocketGroup == "" {
+		return -1, nil
+	}
+	id := f.SocketGroup
+	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+		g, err := user.LookupGroup(f.SocketGroup)
+		if err != nil {
+			return 0, fmt.Errorf("--proxy.socket-group %q: %w", f.SocketGroup, err)
+		}
+		id = g.Gid
+	}
+	// 4294967295 is (gid_t)-1, which chown takes for "leave it as it is".
+	gid, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || gid == math.MaxUint32 {
+		return 0, fmt.Errorf("--proxy.socket-group %q: not a group id", f.SocketGroup)
+	}
+	return int(gid), nil
+}
+
 // Validate checks cross-field rules; kong calls it before any command runs.
 func (f *SentinelFlags) Validate() error {
 	if len(f.Addrs) == 0 {
@@ -313,6 +338,7 @@ func (f *ProxyFlags) Validate() error {
 	if err != nil {
 		return err
 	}
+	unixSocket := false
 	for _, r := range rs {
 		if err := checkListen("--proxy.listen-address", r.listen); err != nil {
 			return err
@@ -320,9 +346,16 @@ func (f *ProxyFlags) Validate() error {
 		if strings.ContainsAny(r.name, " \r\n") {
 			return fmt.Errorf("--proxy.route: master name %q must not contain spaces or newlines", r.name)
 		}
+		unixSocket = unixSocket || strings.HasPrefix(r.listen, unixPrefix)
 	}
 	if _, err := f.socketMode(); err != nil {
 		return err
+	}
+	if _, err := f.socketGroup(); err != nil {
+		return err
+	}
+	if f.SocketGroup != "" && !unixSocket {
+		return errors.New("--proxy.socket-group given without a unix:PATH listen address: it would have no effect")
 	}
 	switch {
 	case f.DialTimeout <= 0:

@@ -60,6 +60,8 @@ func TestBadFlagsExitTwo(t *testing.T) {
 		{"unix socket path too long", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=unix:/" + strings.Repeat("s", 107)}, "at most 107 bytes"},
 		{"socket mode not octal", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=0999"}, "--proxy.socket-mode"},
 		{"socket mode too wide", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-mode=01777"}, "--proxy.socket-mode"},
+		{"socket group unknown", []string{"run", "--sentinel.addrs=127.0.0.1:26379", "--proxy.listen-address=unix:/run/sentproxy/redis.sock", "--proxy.socket-group=no-such-group-sentproxy"}, "--proxy.socket-group"},
+		{"socket group without a socket", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--proxy.socket-group=0"}, "no effect"},
 		{"telemetry path clash", []string{"run", "--sentinel.addrs=127.0.0.1:26379", listen, "--web.telemetry-path=/readyz"}, "telemetry-path"},
 		// TLS files are read and parsed before anything listens; "present"
 		// holds a password, not PEM.

@@ -70,8 +70,17 @@ func (c *RunCmd) Validate() error {
 	if err != nil {
 		return err
 	}
+	var socketGroup *int
+	gid, err := c.Proxy.socketGroup()
+	if err != nil {
+		return err
+	}
+	if gid >= 0 {
+		socketGroup = &gid
+	}
 	c.cfg = appConfig{
 		socketMode:    socketMode,
+		socketGroup:   socketGroup,
 		followedFiles: files,
 		clientPair:    pair,
 		servedPair:    serverPair,

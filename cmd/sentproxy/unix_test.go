@@ -4,8 +4,11 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +20,8 @@ import (
 
 // --proxy.listen-address=unix:PATH serves clients on a unix socket, in
 // front of a real master and Sentinel: a socket file left by a process that
-// is gone is replaced, the file gets --proxy.socket-mode, a go-redis client
+// is gone is replaced, the file gets --proxy.socket-mode and
+// --proxy.socket-group, a go-redis client
 // on the socket writes through to the master, a second listener on the
 // same path is refused while sentproxy accepts there, and the file is
 // removed when sentproxy stops.
@@ -36,17 +40,21 @@ func TestUnixSocketListener(t *testing.T) {
 	stale.SetUnlinkOnClose(false)
 	stale.Close()
 
+	gid := groupForSocket(t)
 	var a *app
 	t.Run("serving", func(t *testing.T) {
 		a = startFromFlags(t, "--sentinel.addrs="+sentinel.Addr, "--proxy.listen-address=unix:"+path,
-			"--proxy.socket-mode=0600", "--web.listen-address=127.0.0.1:0")
+			"--proxy.socket-mode=0660", "--proxy.socket-group="+strconv.Itoa(gid), "--web.listen-address=127.0.0.1:0")
 		eventually(t, "routed to the master", 10*time.Second, func() bool { return a.routes[0].server.Master() == master.Addr })
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("socket file mode %v; want a socket with 0600", fi.Mode())
+		if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+			t.Fatalf("socket file mode %v; want a socket with 0660", fi.Mode())
+		}
+		if got := fi.Sys().(*syscall.Stat_t).Gid; int(got) != gid {
+			t.Fatalf("socket file group %d; want %d", got, gid)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -58,7 +66,7 @@ func TestUnixSocketListener(t *testing.T) {
 		if v, err := master.Do(ctx, "GET", "over-unix"); err != nil || v != "yes" {
 			t.Fatalf("GET on the master = %v, %v", v, err)
 		}
-		if ln, err := listenClients("unix:"+path, 0o666); err == nil || !strings.Contains(err.Error(), "another process accepts") {
+		if ln, err := listenClients("unix:"+path, 0o666, -1); err == nil || !strings.Contains(err.Error(), "another process accepts") {
 			if ln != nil {
 				ln.Close()
 			}
@@ -68,5 +76,52 @@ func TestUnixSocketListener(t *testing.T) {
 	// The subtest's cleanup stopped sentproxy.
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Fatalf("socket file after sentproxy stopped: %v; want it removed", err)
+	}
+}
+
+// groupForSocket is a group the test process may give a file to: other
+// than its primary group where it can be (any, as root; a supplementary
+// one otherwise), so that the file's group shows that the flag acted.
+func groupForSocket(t *testing.T) int {
+	own := os.Getgid()
+	if os.Geteuid() == 0 {
+		if own == 65534 {
+			return 65533
+		}
+		return 65534
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if g != own {
+			return g
+		}
+	}
+	t.Logf("no supplementary group: --proxy.socket-group=%d is the process's own group, so the file's group cannot show the flag acted", own)
+	return own
+}
+
+// --proxy.socket-group takes a group's name or number; what cannot be a
+// group id is refused, with the flag named.
+func TestSocketGroupFlag(t *testing.T) {
+	own := os.Getgid()
+	cases := map[string]int{"": -1, "65534": 65534, "0": 0, strconv.Itoa(own): own}
+	if g, err := user.LookupGroupId(strconv.Itoa(own)); err == nil {
+		cases[g.Name] = own
+	} else {
+		t.Logf("the process's group %d has no name here (%v): the name form is not checked", own, err)
+	}
+	for in, want := range cases {
+		got, err := (&ProxyFlags{SocketGroup: in}).socketGroup()
+		if err != nil || got != want {
+			t.Errorf("--proxy.socket-group=%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"no-such-group-sentproxy", "4294967295", "4294967296", "-1", "12ab"} {
+		if _, err := (&ProxyFlags{SocketGroup: in}).socketGroup(); err == nil || !strings.Contains(err.Error(), "--proxy.socket-group") {
+			t.Errorf("--proxy.socket-group=%q: %v; want an error naming the flag", in, err)
+		}
 	}
 }
