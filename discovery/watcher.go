@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,11 @@ type Config struct {
 	// Sentinels and to the master (the ROLE check) TLS. An empty ServerName
 	// is taken from each address's host.
 	SentinelTLS, MasterTLS *tls.Config
+	// TLSRoots, when set, is asked at each TLS dial for the CAs that verify
+	// the Sentinel's or the master's certificate, in place of RootCAs: the
+	// CAs of a file that is followed, so that a renewed CA bundle applies
+	// to the next connection without a restart.
+	TLSRoots func() *x509.CertPool
 	// PollInterval is how often the Sentinels are re-checked when nothing
 	// happens. Zero means 1s.
 	PollInterval time.Duration
@@ -438,7 +444,7 @@ func (w *Watcher) dial(ctx context.Context, network, addr string) (net.Conn, err
 func (w *Watcher) dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 	d := tls.Dialer{
 		NetDialer: &net.Dialer{Timeout: w.cfg.Timeout, KeepAlive: 15 * time.Second},
-		Config:    tlsaddr.For(cfg, addr),
+		Config:    tlsaddr.For(cfg, addr, w.cfg.TLSRoots),
 	}
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {

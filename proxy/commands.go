@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"strings"
@@ -44,7 +45,7 @@ func (s *Server) loadCommands(addr string) {
 		if f := s.cfg.MasterPasswordFunc; f != nil {
 			pw = f()
 		}
-		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.TLS, s.cfg.MasterUsername, pw)
+		t, err := fetchCommandTable(addr, s.cfg.DialTimeout, s.cfg.TLS, s.cfg.TLSRoots, s.cfg.MasterUsername, pw)
 		if err != nil {
 			// Info, not debug: without the table, read-only commands the
 			// built-in list lacks (a module's) are not retried at a failover.
@@ -60,8 +61,8 @@ func (s *Server) loadCommands(addr string) {
 // fetchCommandTable asks addr for COMMAND, after AUTH when a password is
 // given (both in one write). Errors never carry the password: Redis's
 // replies to AUTH do not echo it.
-func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, username, password string) (commandTable, error) {
-	c, err := dialMaster(addr, timeout, 0, tlsCfg)
+func fetchCommandTable(addr string, timeout time.Duration, tlsCfg *tls.Config, roots func() *x509.CertPool, username, password string) (commandTable, error) {
+	c, err := dialMaster(addr, timeout, 0, tlsCfg, roots)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: COMMAND: %w", err)
 	}

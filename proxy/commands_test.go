@@ -63,7 +63,7 @@ func TestFetchCommandTableCredentials(t *testing.T) {
 		{"user without COMMAND", open.Addr, "roleonly", "ro-secret", "NOPERM"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			table, err := fetchCommandTable(tc.addr, 2*time.Second, nil, tc.user, tc.pass)
+			table, err := fetchCommandTable(tc.addr, 2*time.Second, nil, nil, tc.user, tc.pass)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("fetch: %v", err)

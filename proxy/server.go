@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -102,6 +103,11 @@ type Config struct {
 	// space, so a ModeTCP route copies them (EngineSplice's goroutines,
 	// without splice) rather than using EngineEpoll.
 	TLS *tls.Config
+	// TLSRoots, when set with TLS, is asked at each dial to the master for
+	// the CAs that verify its certificate, in place of TLS.RootCAs: the
+	// CAs of a file that is followed, so that a renewed CA bundle applies
+	// to the next connection without a restart.
+	TLSRoots func() *x509.CertPool
 	// ClientTLS, when set, makes clients connect in TLS: the listener's
 	// side of the handshake, with the certificate it holds (and, with
 	// ClientAuth, the clients' certificates checked). A ModeTCP route then
@@ -551,7 +557,7 @@ func (s *Server) dial(addr string, deadline time.Time) (net.Conn, error) {
 		timeout = left
 	}
 	start := time.Now()
-	up, err := dialMaster(addr, timeout, s.cfg.KeepAlive, s.cfg.TLS)
+	up, err := dialMaster(addr, timeout, s.cfg.KeepAlive, s.cfg.TLS, s.cfg.TLSRoots)
 	s.obs.UpstreamDialed(s.cfg.Name, time.Since(start), err)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: dial master %s: %w", addr, err)
@@ -560,13 +566,13 @@ func (s *Server) dial(addr string, deadline time.Time) (net.Conn, error) {
 }
 
 // dialMaster dials addr, in TLS when tlsCfg is set (the handshake within
-// the same timeout).
-func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
+// the same timeout), with the CAs roots gives when it is set.
+func dialMaster(addr string, timeout, keepAlive time.Duration, tlsCfg *tls.Config, roots func() *x509.CertPool) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: keepAlive}
 	if tlsCfg == nil {
 		return d.Dial("tcp", addr)
 	}
-	c, err := (&tls.Dialer{NetDialer: d, Config: tlsaddr.For(tlsCfg, addr)}).Dial("tcp", addr)
+	c, err := (&tls.Dialer{NetDialer: d, Config: tlsaddr.For(tlsCfg, addr, roots)}).Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("TLS: %w", err)
 	}

@@ -40,7 +40,7 @@ type appConfig struct {
 	// instant after which nothing may reach the old master.
 	onRoute func(route, addr string)
 	// followedFiles are the files read again as they change (passwords, the
-	// TLS key pairs); Run gives them the logger.
+	// TLS key pairs and CA files); Run gives them the logger.
 	followedFiles []followedFile
 	// clientPair is the certificate presented to the Sentinels and the
 	// master (--tls.cert-file), servedPair the one presented to clients

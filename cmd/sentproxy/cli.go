@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -62,24 +61,43 @@ type MasterFlags struct {
 // master (--master.tls). One set serves both, as Redis's own tls-replication
 // uses one certificate set for all its links.
 type TLSFlags struct {
-	CAFile             string `name:"ca-file" placeholder:"PATH" help:"PEM file of the CA certificates that sign the servers' certificates (Redis's tls-ca-cert-file). Default: the system's."`
+	CAFile             string `name:"ca-file" placeholder:"PATH" help:"PEM file of the CA certificates that sign the servers' certificates (Redis's tls-ca-cert-file). Default: the system's. Read again when it changes, so a renewed CA bundle applies to new connections without a restart."`
 	CertFile           string `name:"cert-file" placeholder:"PATH" help:"PEM client certificate, for servers that require one (Redis's default, tls-auth-clients yes). With --tls.key-file. Both are read again when they change, so a renewed certificate applies without a restart."`
 	KeyFile            string `name:"key-file" placeholder:"PATH" help:"PEM private key of --tls.cert-file."`
 	ServerName         string `name:"server-name" help:"Name the servers' certificates must carry. Default: the host of each address (an IP address must then be among the certificate's IP names)."`
 	InsecureSkipVerify bool   `name:"insecure-skip-verify" help:"Do not verify the servers' certificates: encryption without authentication, for tests only."`
 }
 
+// tlsFiles are the files behind a tls.Config that follow their changes:
+// its key pair (keyPairFile) and its CAs (caFile); nil where not given.
+type tlsFiles struct {
+	pair *keyPairFile
+	ca   *caFile
+}
+
+// followed appends the files given to fs.
+func (f tlsFiles) followed(fs []followedFile) []followedFile {
+	if f.pair != nil {
+		fs = append(fs, f.pair)
+	}
+	if f.ca != nil {
+		fs = append(fs, f.ca)
+	}
+	return fs
+}
+
 // config builds the tls.Config that --sentinel.tls and --master.tls use;
 // nil when neither is set. Every file is read and checked here, so that a
-// bad one is a usage error before anything listens. The client key pair,
-// when given, is returned too: it follows its files (see keyPairFile). The
-// CA file is read once.
-func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, error) {
+// bad one is a usage error before anything listens. The files are returned
+// too: the client key pair and the CA file follow their changes, the CAs
+// through discovery's and proxy's TLSRoots.
+func (t TLSFlags) config(sentinel, master bool) (*tls.Config, tlsFiles, error) {
+	var files tlsFiles
 	if !sentinel && !master {
 		if t != (TLSFlags{}) {
-			return nil, nil, errors.New("--tls.* given without --sentinel.tls or --master.tls: it would have no effect")
+			return nil, files, errors.New("--tls.* given without --sentinel.tls or --master.tls: it would have no effect")
 		}
-		return nil, nil, nil
+		return nil, files, nil
 	}
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify,
@@ -89,24 +107,23 @@ func (t TLSFlags) config(sentinel, master bool) (*tls.Config, *keyPairFile, erro
 		ClientSessionCache: tls.NewLRUClientSessionCache(0),
 	}
 	if t.CAFile != "" {
-		pool, err := readCAFile(t.CAFile, "--tls.ca-file")
+		ca, err := loadCAFile(t.CAFile, "--tls.ca-file")
 		if err != nil {
-			return nil, nil, err
+			return nil, files, err
 		}
-		cfg.RootCAs = pool
+		cfg.RootCAs, files.ca = ca.get(), ca
 	}
-	var pair *keyPairFile
 	switch {
 	case t.CertFile != "" && t.KeyFile != "":
-		var err error
-		if pair, err = loadKeyPairFile(t.CertFile, t.KeyFile, "--tls.cert-file", "--tls.key-file"); err != nil {
-			return nil, nil, err
+		pair, err := loadKeyPairFile(t.CertFile, t.KeyFile, "--tls.cert-file", "--tls.key-file")
+		if err != nil {
+			return nil, files, err
 		}
-		cfg.GetClientCertificate = pair.getClient
+		cfg.GetClientCertificate, files.pair = pair.getClient, pair
 	case t.CertFile != "" || t.KeyFile != "":
-		return nil, nil, errors.New("--tls.cert-file and --tls.key-file go together")
+		return nil, files, errors.New("--tls.cert-file and --tls.key-file go together")
 	}
-	return cfg, pair, nil
+	return cfg, files, nil
 }
 
 // ProxyFlags shape the client side.
@@ -128,45 +145,36 @@ type ProxyFlags struct {
 	DrainTimeout    time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
 	TLSCertFile     string        `name:"tls-cert-file" placeholder:"PATH" help:"Serve clients in TLS, with this PEM certificate (and --proxy.tls-key-file): for clients that reach sentproxy over a network rather than loopback. Read again when it changes, so a renewed certificate applies without a restart. tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
 	TLSKeyFile      string        `name:"tls-key-file" placeholder:"PATH" help:"PEM private key of --proxy.tls-cert-file."`
-	TLSClientCAFile string        `name:"tls-client-ca-file" placeholder:"PATH" help:"Require every client to present a certificate signed by a CA in this PEM file (mutual TLS, as Redis's tls-auth-clients yes). Needs --proxy.tls-cert-file."`
+	TLSClientCAFile string        `name:"tls-client-ca-file" placeholder:"PATH" help:"Require every client to present a certificate signed by a CA in this PEM file (mutual TLS, as Redis's tls-auth-clients yes). Needs --proxy.tls-cert-file. Read again when it changes, as --tls.ca-file is."`
 }
 
 // serverTLS builds the tls.Config clients connect with, nil without
-// --proxy.tls-cert-file; its key pair follows its files, as the client
-// pair does.
-func (p ProxyFlags) serverTLS() (*tls.Config, *keyPairFile, error) {
+// --proxy.tls-cert-file; its key pair and client CA file follow their
+// changes, as the client side's do.
+func (p ProxyFlags) serverTLS() (*tls.Config, tlsFiles, error) {
+	var files tlsFiles
 	switch {
 	case p.TLSCertFile == "" && p.TLSKeyFile == "" && p.TLSClientCAFile == "":
-		return nil, nil, nil
+		return nil, files, nil
 	case p.TLSCertFile == "" || p.TLSKeyFile == "":
-		return nil, nil, errors.New("--proxy.tls-cert-file and --proxy.tls-key-file go together (and --proxy.tls-client-ca-file needs them)")
+		return nil, files, errors.New("--proxy.tls-cert-file and --proxy.tls-key-file go together (and --proxy.tls-client-ca-file needs them)")
 	}
 	pair, err := loadKeyPairFile(p.TLSCertFile, p.TLSKeyFile, "--proxy.tls-cert-file", "--proxy.tls-key-file")
 	if err != nil {
-		return nil, nil, err
+		return nil, files, err
 	}
+	files.pair = pair
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: pair.getServer}
 	if p.TLSClientCAFile != "" {
-		pool, err := readCAFile(p.TLSClientCAFile, "--proxy.tls-client-ca-file")
+		ca, err := loadCAFile(p.TLSClientCAFile, "--proxy.tls-client-ca-file")
 		if err != nil {
-			return nil, nil, err
+			return nil, files, err
 		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		files.ca = ca
+		cfg.ClientCAs, cfg.ClientAuth = ca.get(), tls.RequireAndVerifyClientCert
+		cfg.GetConfigForClient = ca.serverConfig(cfg.Clone())
 	}
-	return cfg, pair, nil
-}
-
-// readCAFile reads a PEM file of CA certificates named by flag.
-func readCAFile(path, flag string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s=%s: no PEM certificate in it", flag, path)
-	}
-	return pool, nil
+	return cfg, files, nil
 }
 
 // WebFlags configure the HTTP endpoints.

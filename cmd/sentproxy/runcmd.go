@@ -40,22 +40,18 @@ func (c *RunCmd) Validate() error {
 	case eventLoops == 0:
 		eventLoops = -1 // proxy.Config's "one per CPU"
 	}
-	dcfg, pair, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
+	dcfg, clientFiles, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
 	}
-	serverTLS, serverPair, err := c.Proxy.serverTLS()
+	serverTLS, servedFiles, err := c.Proxy.serverTLS()
 	if err != nil {
 		return err
 	}
 	// Passwords given by file follow the file (see passwordFile), and so
-	// do the TLS key pairs (keyPairFile); they log through run's logger.
-	var files []followedFile
-	for _, p := range []*keyPairFile{pair, serverPair} {
-		if p != nil {
-			files = append(files, p)
-		}
-	}
+	// do the TLS key pairs and CA files (keyPairFile, caFile); they log
+	// through run's logger.
+	files := servedFiles.followed(clientFiles.followed(nil))
 	if path := c.Sentinel.PasswordFile; path != "" {
 		pf := newPasswordFile(path, "Sentinel", dcfg.SentinelPassword)
 		dcfg.SentinelPasswordFunc = pf.get
@@ -82,8 +78,8 @@ func (c *RunCmd) Validate() error {
 		socketMode:    socketMode,
 		socketGroup:   socketGroup,
 		followedFiles: files,
-		clientPair:    pair,
-		servedPair:    serverPair,
+		clientPair:    clientFiles.pair,
+		servedPair:    servedFiles.pair,
 		routes:        routes,
 		discovery:     dcfg,
 		proxy: proxy.Config{
@@ -101,6 +97,7 @@ func (c *RunCmd) Validate() error {
 			MasterPassword:     dcfg.MasterPassword,
 			MasterPasswordFunc: dcfg.MasterPasswordFunc,
 			TLS:                dcfg.MasterTLS,
+			TLSRoots:           dcfg.TLSRoots,
 			ClientTLS:          serverTLS,
 		},
 		webAddr:       c.Web.ListenAddress,
@@ -156,12 +153,12 @@ func negIfZero[T ~int64](d T) T {
 	return d
 }
 
-// discoveryConfig also returns the TLS client key pair, when given by
-// file, so that run can give it the logger.
-func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Config, *keyPairFile, error) {
-	tlsCfg, pair, err := t.config(s.TLS, m.TLS)
+// discoveryConfig also returns the TLS files that follow their changes (the
+// client key pair, the CA file), so that run can give them the logger.
+func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Config, tlsFiles, error) {
+	tlsCfg, files, err := t.config(s.TLS, m.TLS)
 	if err != nil {
-		return discovery.Config{}, nil, usageError{err}
+		return discovery.Config{}, tlsFiles{}, usageError{err}
 	}
 	var sentinelTLS, masterTLS *tls.Config
 	if s.TLS {
@@ -172,11 +169,11 @@ func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Conf
 	}
 	spw, err := secret(s.Password, s.PasswordFile)
 	if err != nil {
-		return discovery.Config{}, nil, usageError{err}
+		return discovery.Config{}, tlsFiles{}, usageError{err}
 	}
 	mpw, err := secret(m.Password, m.PasswordFile)
 	if err != nil {
-		return discovery.Config{}, nil, usageError{err}
+		return discovery.Config{}, tlsFiles{}, usageError{err}
 	}
 	return discovery.Config{
 		Sentinels:        s.Addrs,
@@ -188,5 +185,6 @@ func discoveryConfig(s SentinelFlags, m MasterFlags, t TLSFlags) (discovery.Conf
 		Timeout:          s.Timeout,
 		SentinelTLS:      sentinelTLS,
 		MasterTLS:        masterTLS,
-	}, pair, nil
+		TLSRoots:         files.ca.roots(),
+	}, files, nil
 }
