@@ -107,8 +107,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 // ignoreHangups logs each SIGHUP and carries on, as Redis does, until ctx
-// ends. Nothing needs a reload (password and certificate files are read
-// again as they change), and Go's default for SIGHUP, exiting at once,
+// ends. Nothing needs a reload (password, certificate and CA files are
+// read again as they change), and Go's default for SIGHUP, exiting at once,
 // would cut every client connection without the drain that SIGTERM gets:
 // a `kill -HUP` sent out of habit must not be an outage. The handler is
 // in place when it returns.
@@ -120,7 +120,7 @@ func ignoreHangups(ctx context.Context, log *slog.Logger) {
 		for {
 			select {
 			case <-hup:
-				log.Info("SIGHUP ignored: nothing to reload (password and certificate files are read again as they change); SIGTERM stops sentproxy")
+				log.Info("SIGHUP ignored: nothing to reload (password, certificate and CA files are read again as they change); SIGTERM stops sentproxy")
 			case <-ctx.Done():
 				return
 			}
