@@ -27,7 +27,10 @@
 #        "GOMAXPROCS=1"): TARGETS="epoll b haproxy" B_BIN=/tmp/old/sentproxy
 #        compares two builds side by side in the same rounds.
 # Needs perf (Debian: linux-perf), redis-server, redis-sentinel,
-# redis-benchmark, haproxy, go and python3. Prints a Markdown table.
+# redis-benchmark, haproxy, go and python3. Prints two Markdown tables: the
+# medians per target, and each target's requests/s over the first target's
+# in the same rounds (medians of the per-round ratios, with a bootstrap 95 %
+# interval): with ROUNDS=30 or more, enough to tell 2–3 % apart here.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,8 +75,8 @@ measure() {
       read -r -a flags <<<"${B_FLAGS:-}"
       read -r -a env <<<"${B_ENV:-}"
     fi
-    cmd=(env "${env[@]}" "$bin" run --sentinel.addrs=127.0.0.1:$SPORT --sentinel.master-name=mymaster
-      --proxy.mode=$mode --proxy.engine=$engine --proxy.listen-address=127.0.0.1:$LPORT
+    cmd=(env "${env[@]}" "$bin" run "--sentinel.addrs=127.0.0.1:$SPORT" --sentinel.master-name=mymaster
+      "--proxy.mode=$mode" "--proxy.engine=$engine" "--proxy.listen-address=127.0.0.1:$LPORT"
       --web.listen-address=127.0.0.1:0 --log.level=warn "${flags[@]}")
     ;;
   esac
@@ -137,3 +140,29 @@ med = [statistics.median(float(r[k]) for r in rows) for k in range(6)]
 print("| %s | %s | %.1f | %.2f | %.3f | %.3f | %.0f | %.2f |" % (sys.argv[1], sys.argv[2], *med))' "$c" "$t"
   done
 done
+
+# Paired comparison: each target's requests/s over the first target's in the
+# same round. A single run's medians cannot tell 3 % apart on this machine
+# (single rounds move by ±10 %); the per-round ratio cancels the drift two
+# neighbouring measurements share, and the interval says how sure the
+# median is.
+ref=${tlist[0]}
+if [ "${#tlist[@]}" -gt 1 ]; then
+  echo
+  echo "Requests/s over $ref's in the same round: median of the per-round ratios, bootstrap 95 % interval (2,000 resamples), rounds where the target was ahead."
+  echo
+  echo "| clients | target | ÷ $ref | rounds ahead |"
+  echo "|---:|---|---:|---:|"
+  for c in $CLIENTS; do
+    for t in "${tlist[@]:1}"; do
+      REF_ROWS=${res[$c,$ref]} T_ROWS=${res[$c,$t]} python3 -c '
+import os, random, statistics, sys
+rps = lambda v: [float(l.split()[4]) for l in os.environ[v].splitlines() if l.strip()]
+ratios = [t / r for t, r in zip(rps("T_ROWS"), rps("REF_ROWS"))]
+rng = random.Random(1)
+boot = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
+print("| %s | %s | %.3f (%.3f–%.3f) | %d of %d |" % (sys.argv[1], sys.argv[2], statistics.median(ratios),
+      boot[50], boot[1949], sum(x > 1 for x in ratios), len(ratios)))' "$c" "$t"
+    done
+  done
+fi
