@@ -20,8 +20,9 @@ const EngineEpollSupported = true
 
 // DefaultEngine is the engine of a ModeTCP route whose Config.Engine is
 // empty: EngineEpoll on Linux, where it costs about a third less CPU per
-// request than EngineSplice and brings throughput level with HAProxy's
-// (bench/RESULTS.md); EngineSplice elsewhere.
+// request than EngineSplice and brings throughput close to HAProxy's
+// (ahead with pipelining, about 3 % behind without; bench/RESULTS.md);
+// EngineSplice elsewhere.
 const DefaultEngine = EngineEpoll
 
 // The epoll engine moves tcp-mode bytes in event loops, one per Server by
