@@ -21,7 +21,7 @@ const EngineEpollSupported = true
 // DefaultEngine is the engine of a ModeTCP route whose Config.Engine is
 // empty: EngineEpoll on Linux, where it costs about a third less CPU per
 // request than EngineSplice and brings throughput close to HAProxy's
-// (ahead with pipelining, about 3 % behind without; bench/RESULTS.md);
+// (ahead with pipelining, 3–5 % behind without; bench/RESULTS.md);
 // EngineSplice elsewhere.
 const DefaultEngine = EngineEpoll
 
