@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sentproxy/sentproxy/discovery"
@@ -318,9 +319,12 @@ func listenClients(addr string, mode os.FileMode, gid int) (net.Listener, error)
 			return nil, fmt.Errorf("listen unix %s: removing the stale socket: %w", path, err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenUnixPrivate(path)
 	if err != nil {
 		return nil, err
+	}
+	if unixListened != nil {
+		unixListened(path)
 	}
 	// The group before the mode, so that a mode open to the group never
 	// applies to the wrong one.
@@ -337,4 +341,27 @@ func listenClients(addr string, mode os.FileMode, gid int) (net.Listener, error)
 		return nil, fmt.Errorf("listen unix %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// umaskMu serializes listenUnixPrivate's umask change, which is the whole
+// process's.
+var umaskMu sync.Mutex
+
+// unixListened, when set (by a test), runs between the bind and setting
+// the socket file's group and mode.
+var unixListened func(path string)
+
+// listenUnixPrivate binds path under a umask that leaves the socket file
+// to its owner alone. The file exists, and takes connections, from the
+// bind on; with the process's umask (0 in many containers) any local user
+// could connect in the moment before the chown and chmod that
+// --proxy.socket-group and --proxy.socket-mode ask for, and a connection
+// made then stays open after them, because permission is checked at
+// connect only.
+func listenUnixPrivate(path string) (net.Listener, error) {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := syscall.Umask(0o177)
+	defer syscall.Umask(old)
+	return net.Listen("unix", path)
 }

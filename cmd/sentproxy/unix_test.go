@@ -125,3 +125,44 @@ func TestSocketGroupFlag(t *testing.T) {
 		}
 	}
 }
+
+// Under a umask of 0, as in many containers, the socket file must not be
+// open to other users between the bind and the chmod of
+// --proxy.socket-mode: a connection made in that moment would stay open
+// after it. What was tried: the file's mode looked at in that moment,
+// under umask 0, with a wanted mode of 0660 and the process's umask
+// checked afterwards.
+func TestUnixSocketPrivateUntilModeSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis.sock")
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	var between os.FileMode
+	unixListened = func(p string) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Errorf("socket file right after the bind: %v", err)
+			return
+		}
+		between = fi.Mode().Perm()
+	}
+	defer func() { unixListened = nil }()
+
+	ln, err := listenClients("unix:"+path, 0o660, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if between&0o077 != 0 {
+		t.Errorf("socket file mode between the bind and the chmod: %v; want no permission for group or others", between)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket file mode once listening: %v; want 0660", fi.Mode().Perm())
+	}
+	if u := syscall.Umask(0); u != 0 {
+		t.Errorf("process umask after listenClients: %#o; want it given back (0)", u)
+	}
+}
