@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -54,9 +55,12 @@ const loopBufSize = 64 << 10
 // left, the batch's reads so far are written on first.
 const minRead = 16 << 10
 
-// wakeID is the epoll data of the loop's eventfd; connection ends count
-// up from 1.
-const wakeID = 0
+// wakeID is the epoll data of the loop's eventfd, timerID that of its
+// idle-timeout timer; connection ends count up from 1.
+const (
+	wakeID  = 0
+	timerID = ^uint64(0)
+)
 
 type eventLoop struct {
 	s    *Server
@@ -75,10 +79,18 @@ type eventLoop struct {
 	holding bool
 	holds   int
 	wake    int // eventfd, to make the loop look at live again
-	buf     []byte
-	used    int               // bytes of buf holding this batch's reads
-	reads   []loopRead        // this batch's reads, written on by flush
-	evs     []unix.EpollEvent // filled by poll
+	// With Config.IdleTimeout: timer is a periodic timerfd in ep that
+	// makes the loop look for idle sessions, also while it is parked;
+	// now is the time of the current batch, since epoch, which stamps
+	// each pair's lastIO. timer is -1 without an idle timeout.
+	idle  time.Duration
+	timer int
+	epoch time.Time
+	now   time.Duration
+	buf   []byte
+	used  int               // bytes of buf holding this batch's reads
+	reads []loopRead        // this batch's reads, written on by flush
+	evs   []unix.EpollEvent // filled by poll
 
 	// partFlushes counts batches written in parts because their reads
 	// outgrew buf: rare, and the tests' proof that this path ran.
@@ -123,6 +135,9 @@ type loopPair struct {
 	el     *eventLoop // set by attach
 	mu     sync.Mutex
 	closed bool
+	// lastIO is when bytes last moved either way, since el.epoch: set by
+	// attach before the loop can see the pair, then by the loop alone.
+	lastIO time.Duration
 	client loopEnd
 	up     loopEnd
 	done   chan struct{}
@@ -275,6 +290,7 @@ func (s *Server) attach(p *loopPair) error {
 		go el.run()
 	}
 	p.el = el
+	p.lastIO = time.Since(el.epoch)
 	el.mu.Lock()
 	for _, e := range []*loopEnd{&p.client, &p.up} {
 		el.nextID++
@@ -362,14 +378,72 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 		park.Close()
 		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
 	}
-	el := &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake,
+	el := &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake, timer: -1,
+		idle: s.cfg.IdleTimeout, epoch: time.Now(),
 		buf: make([]byte, loopBufSize), evs: make([]unix.EpollEvent, 128), ends: map[uint64]*loopEnd{}}
+	if el.idle > 0 {
+		if err := el.startTimer(); err != nil {
+			unix.Close(wake)
+			unix.Close(ep)
+			park.Close()
+			return nil, err
+		}
+	}
 	el.parkPoll = func(uintptr) bool {
 		el.polls++
 		el.ready, el.pollErr = el.poll()
 		return el.ready > 0 || el.pollErr != nil
 	}
 	return el, nil
+}
+
+// sweepEvery is how often a loop with an idle timeout looks for idle
+// sessions: a quarter of the timeout, within [10 ms, 1 s], so a session is
+// cut at most that long after its timeout, and a loop with nothing to do
+// wakes at most once every 10 ms.
+func sweepEvery(idle time.Duration) time.Duration {
+	return min(max(idle/4, 10*time.Millisecond), time.Second)
+}
+
+// startTimer adds the periodic idle-timeout timer to ep.
+func (el *eventLoop) startTimer() error {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("proxy: timerfd_create: %w", err)
+	}
+	every := unix.NsecToTimespec(sweepEvery(el.idle).Nanoseconds())
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: every, Value: every}, nil); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("proxy: timerfd_settime: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setEventID(&ev, timerID)
+	if err := unix.EpollCtl(el.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("proxy: epoll_ctl timerfd: %w", err)
+	}
+	el.timer = fd
+	return nil
+}
+
+// sweep cuts the sessions in which no byte moved either way for the idle
+// timeout. Bytes waiting for a peer that does not read are not movement:
+// a client that stopped reading is idle, as with the buffered copy.
+func (el *eventLoop) sweep() {
+	now := time.Since(el.epoch)
+	var idle []*loopPair
+	el.mu.Lock()
+	for _, e := range el.ends {
+		if e.dir == clientToMaster && now-e.pair.lastIO >= el.idle {
+			idle = append(idle, e.pair)
+		}
+	}
+	el.mu.Unlock()
+	for _, p := range idle {
+		// cut closes and detaches the pair; the loop holds none of the
+		// locks that takes, and flush has written the batch already.
+		p.ss.cut(ReasonIdle)
+	}
 }
 
 func (el *eventLoop) forget(p *loopPair) {
@@ -398,11 +472,21 @@ func (el *eventLoop) run() {
 			el.fail(err)
 			return
 		}
+		sweep := false
+		if el.idle > 0 {
+			el.now = time.Since(el.epoch)
+		}
 		for i := range evs[:n] {
 			id := eventID(&evs[i])
 			if id == wakeID {
 				var b [8]byte
 				unix.Read(el.wake, b[:])
+				continue
+			}
+			if id == timerID {
+				var b [8]byte
+				unix.Read(el.timer, b[:])
+				sweep = true
 				continue
 			}
 			el.mu.Lock()
@@ -413,7 +497,10 @@ func (el *eventLoop) run() {
 			}
 		}
 		el.flush()
-		if el.idle() {
+		if sweep {
+			el.sweep()
+		}
+		if el.idleRelease() {
 			return
 		}
 	}
@@ -620,8 +707,9 @@ func (el *eventLoop) block() (int, error) {
 // loop fail.
 var epollWait = unix.EpollWait
 
-// idle releases the loop when nothing is attached; attach starts another.
-func (el *eventLoop) idle() bool {
+// idleRelease releases the loop when nothing is attached; attach starts
+// another.
+func (el *eventLoop) idleRelease() bool {
 	el.s.loopMu.Lock()
 	defer el.s.loopMu.Unlock()
 	if el.live > 0 {
@@ -635,6 +723,9 @@ func (el *eventLoop) idle() bool {
 // release closes the loop's own descriptors, once it serves no session.
 func (el *eventLoop) release() {
 	el.dropHold()
+	if el.timer >= 0 {
+		unix.Close(el.timer)
+	}
 	unix.Close(el.wake)
 	el.park.Close()
 	unix.Close(el.ep)
@@ -660,6 +751,7 @@ func (el *eventLoop) serve(e *loopEnd, events uint32) {
 	}
 	end, n := el.move(e, events)
 	if n > 0 {
+		p.lastIO = el.now
 		// flush writes it and brings the interest of both ends in line.
 		el.reads = append(el.reads, loopRead{e: e, off: el.used, n: n})
 		el.used += n
@@ -726,6 +818,9 @@ func (el *eventLoop) move(e *loopEnd, events uint32) (end bool, read int) {
 		}
 		e.pending = e.pending[max(w, 0):]
 		el.count(e, max(w, 0))
+		if w > 0 {
+			e.pair.lastIO = el.now
+		}
 		if len(e.pending) == 0 {
 			e.pending = nil
 			if e.peer.eof {

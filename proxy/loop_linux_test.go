@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -679,5 +680,124 @@ func TestEpollEngineHoldParksWhenIdle(t *testing.T) {
 	roundTrip(t, c, "third")
 	if got := s.loopLive(); got != 1 {
 		t.Fatalf("epoll loop serves %d sessions; want 1", got)
+	}
+}
+
+// backendConn is the backend's side of its i-th accepted connection.
+func (b *backend) backendConn(t *testing.T, i int) net.Conn {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.conns) <= i {
+		t.Fatalf("backend accepted %d connections; want connection %d", len(b.conns), i)
+	}
+	return b.conns[i]
+}
+
+// With an idle timeout the epoll engine keeps serving in its loop and
+// cuts, for ReasonIdle, only sessions in which no byte moved either way
+// for the timeout. Tried, with a 200 ms timeout: requests and replies
+// every 80 ms for 320 ms (kept); the master alone pushing every 80 ms, as
+// to a subscriber (kept); then nothing (cut, and not before the timeout,
+// while the loop has parked); and a client that stops reading while the
+// master sends it 4 MiB, whose bytes wait in the loop without moving
+// (cut).
+func TestEpollEngineIdleTimeout(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	b := newBackend(t, "echo")
+	s, addr, rec := startServer(t, Config{Engine: EngineEpoll, IdleTimeout: idle})
+	s.SetMaster(b.addr())
+	c := dial(t, addr)
+	roundTrip(t, c, "first")
+	if got := s.loopLive(); got != 1 {
+		t.Fatalf("epoll loops serve %d sessions; want 1: with an idle timeout the session left the loop", got)
+	}
+
+	for range 4 {
+		time.Sleep(idle * 2 / 5) // the activity pattern under test, not synchronisation
+		roundTrip(t, c, "busy")
+	}
+	up := b.backendConn(t, 0)
+	buf := make([]byte, 4)
+	for range 4 {
+		time.Sleep(idle * 2 / 5) // the activity pattern under test
+		if _, err := io.WriteString(up, "push"); err != nil {
+			t.Fatalf("master's push: %v", err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("client reading the master's push: %v (cut though bytes moved one way)", err)
+		}
+	}
+	if n := rec.closedFor(ReasonIdle); n != 0 {
+		t.Fatalf("%d sessions closed as idle while bytes moved every %v", n, idle*2/5)
+	}
+
+	last := time.Now()
+	if n, err := c.Read(buf); err == nil {
+		t.Fatalf("client read %q; want the close of an idle session", buf[:n])
+	}
+	if waited := time.Since(last); waited < idle-20*time.Millisecond {
+		t.Fatalf("idle session closed %v after its last byte; want no sooner than the timeout, %v", waited, idle)
+	}
+	eventually(t, "idle close recorded", 2*time.Second, func() bool { return rec.closedFor(ReasonIdle) == 1 })
+
+	stuck := dial(t, addr)
+	roundTrip(t, stuck, "then stop reading")
+	up2 := b.backendConn(t, 1)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := up2.Write(make([]byte, 4<<20))
+		sent <- err
+	}()
+	eventually(t, "a client that stopped reading closed as idle", 5*time.Second, func() bool { return rec.closedFor(ReasonIdle) == 2 })
+	up2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := up2.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("master's side of the idle session: read %v; want it closed", err)
+	}
+	select {
+	case <-sent: // all of it went into socket buffers, or the close failed it
+	case <-time.After(5 * time.Second):
+		t.Fatal("the master's write still blocks after the session was cut")
+	}
+	if got := s.loopLive(); got != 0 && got != -1 {
+		t.Fatalf("epoll loops serve %d sessions after both were cut; want none", got)
+	}
+}
+
+func TestSweepEvery(t *testing.T) {
+	for idle, want := range map[time.Duration]time.Duration{
+		time.Millisecond:       10 * time.Millisecond,
+		200 * time.Millisecond: 50 * time.Millisecond,
+		time.Minute:            time.Second,
+	} {
+		if got := sweepEvery(idle); got != want {
+			t.Errorf("sweepEvery(%v) = %v; want %v", idle, got, want)
+		}
+	}
+}
+
+// Bytes that move only out of a pending buffer (a client draining a large
+// reply, while the loop reads nothing more from the master) are activity
+// too: the write that makes progress stamps the pair. Tried: a pending
+// reply written to a socket with room, at a batch time of 5 s.
+func TestEpollEnginePendingWriteIsActivity(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	p := &loopPair{ss: &session{}}
+	p.client = loopEnd{pair: p, peer: &p.up, fd: fds[0], dir: clientToMaster, pending: []byte("+a reply\r\n")}
+	p.up = loopEnd{pair: p, peer: &p.client, fd: -1, dir: masterToClient}
+	el := &eventLoop{now: 5 * time.Second}
+	if end, n := el.move(&p.client, unix.EPOLLOUT); end || n != 0 {
+		t.Fatalf("move = %v, %d; want the session going on and nothing read", end, n)
+	}
+	if len(p.client.pending) != 0 {
+		t.Fatalf("pending %q after a write to a socket with room", p.client.pending)
+	}
+	if p.lastIO != 5*time.Second {
+		t.Fatalf("lastIO = %v after pending bytes moved; want the batch's time, 5s", p.lastIO)
 	}
 }

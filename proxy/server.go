@@ -52,12 +52,13 @@ type Config struct {
 	KeepAlive time.Duration
 	// IdleTimeout closes a connection after no byte moved either way for
 	// this long. Zero (the default) disables it: BLPOP and SUBSCRIBE
-	// connections are idle legitimately. Enabling it costs the fast path of
-	// either engine, because idleness must then be watched in user space.
+	// connections are idle legitimately. EngineEpoll's loops watch it
+	// themselves, at a clock read per batch; EngineSplice then copies
+	// through a buffer in user space instead of splicing, because a
+	// splice cannot be watched.
 	IdleTimeout time.Duration
 	// Engine moves ModeTCP bytes: EngineEpoll or EngineSplice; empty
-	// means DefaultEngine (EngineEpoll on Linux). With an IdleTimeout,
-	// both copy through a buffer in user space instead.
+	// means DefaultEngine (EngineEpoll on Linux).
 	Engine string
 	// EventLoops is how many epoll loops (each one goroutine, so at most
 	// one CPU) may serve the route with EngineEpoll; a new connection goes
@@ -232,7 +233,7 @@ func (s *Server) Master() string {
 func (s *Server) Mode() string { return s.cfg.Mode }
 
 // Engine is the engine that moves the bytes of a ModeTCP route (with an
-// idle timeout, both copy through a buffer), "" in ModeRESP.
+// idle timeout, EngineSplice copies through a buffer), "" in ModeRESP.
 func (s *Server) Engine() string {
 	if s.cfg.Mode != ModeTCP {
 		return ""
@@ -447,7 +448,7 @@ func (s *Server) handle(client net.Conn) {
 	switch {
 	case s.cfg.Mode == ModeRESP:
 		ss.runRESP()
-	case s.cfg.Engine == EngineEpoll && s.cfg.IdleTimeout <= 0:
+	case s.cfg.Engine == EngineEpoll:
 		if !ss.runLoop() {
 			ss.run()
 		}

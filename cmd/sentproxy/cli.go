@@ -140,7 +140,7 @@ type ProxyFlags struct {
 	DialTimeout     time.Duration `name:"dial-timeout" default:"2s" help:"Timeout of one dial to the master."`
 	HoldTimeout     time.Duration `name:"hold-timeout" default:"35s" help:"How long a new client waits for a verified master before it gets an error. 0 refuses at once."`
 	KeepAlive       time.Duration `name:"keepalive" default:"15s" help:"TCP keep-alive period on both legs. 0 disables."`
-	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections idle this long. 0 (default) never does; enabling it costs tcp mode's fast path (either engine): bytes are then copied through a buffer."`
+	IdleTimeout     time.Duration `name:"idle-timeout" default:"0s" help:"Close connections in which no byte moved either way for this long. 0 (default) never does: BLPOP and SUBSCRIBE connections idle legitimately. The epoll engine watches it in its loop; the splice engine then copies through a buffer instead of splicing."`
 	MaxConnections  int           `name:"max-connections" default:"10000" help:"Most concurrent client connections per route (held ones included). 0 means no limit."`
 	DrainTimeout    time.Duration `name:"drain-timeout" default:"10s" help:"On SIGTERM/SIGINT, how long open connections may finish before they are closed."`
 	TLSCertFile     string        `name:"tls-cert-file" placeholder:"PATH" help:"Serve clients in TLS, with this PEM certificate (and --proxy.tls-key-file): for clients that reach sentproxy over a network rather than loopback. Read again when it changes, so a renewed certificate applies without a restart. tcp mode then copies bytes through Go's TLS instead of the epoll engine."`
