@@ -397,14 +397,6 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 	return el, nil
 }
 
-// sweepEvery is how often a loop with an idle timeout looks for idle
-// sessions: a quarter of the timeout, within [10 ms, 1 s], so a session is
-// cut at most that long after its timeout, and a loop with nothing to do
-// wakes at most once every 10 ms.
-func sweepEvery(idle time.Duration) time.Duration {
-	return min(max(idle/4, 10*time.Millisecond), time.Second)
-}
-
 // startTimer adds the periodic idle-timeout timer to ep.
 func (el *eventLoop) startTimer() error {
 	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC|unix.TFD_NONBLOCK)

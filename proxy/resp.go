@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -175,12 +176,70 @@ type respConn struct {
 	subs [3]map[string]struct{}
 
 	wmu sync.Mutex // serialises writes to the client
+
+	// lastIO is when bytes last came from either side, since the Server's
+	// epoch; kept only with Config.IdleTimeout.
+	lastIO atomic.Int64
 }
 
 func newRespConn(ss *session) *respConn {
 	rc := &respConn{ss: ss, srv: ss.server, up: ss.up, upAddr: ss.upAddr, q: make([]entry, 8)}
 	rc.resumed = sync.NewCond(&rc.mu)
+	rc.stampIO()
 	return rc
+}
+
+// stampIO records that bytes came from the client or the master now.
+func (rc *respConn) stampIO() {
+	if rc.srv.cfg.IdleTimeout > 0 {
+		rc.lastIO.Store(int64(time.Since(rc.srv.epoch)))
+	}
+}
+
+// idleFor is how long the session has been idle at now (since the
+// Server's epoch), counted as Redis's own timeout counts it: a client
+// waiting for a reply (a BLPOP, commands held through a failover),
+// subscribed or in MONITOR is never idle, however long nothing moves. A
+// long command still arriving awaits no reply yet: a client that stops
+// in the middle of one is idle.
+func (rc *respConn) idleFor(now time.Duration) time.Duration {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	awaiting := rc.qLen
+	if rc.streaming && awaiting > 0 {
+		awaiting--
+	}
+	subscribed := len(rc.subs[0])+len(rc.subs[1])+len(rc.subs[2]) > 0
+	if rc.closed || awaiting > 0 || rc.stream || rc.monitor || subscribed || rc.recovering {
+		return 0
+	}
+	return now - time.Duration(rc.lastIO.Load())
+}
+
+// sweepIdleRESP cuts, for ReasonIdle, the resp-mode sessions idle for
+// Config.IdleTimeout, until Shutdown starts.
+func (s *Server) sweepIdleRESP() {
+	t := time.NewTicker(sweepEvery(s.cfg.IdleTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopping.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Since(s.epoch)
+		s.mu.Lock()
+		all := make([]*session, 0, len(s.sessions))
+		for ss := range s.sessions {
+			all = append(all, ss)
+		}
+		s.mu.Unlock()
+		for _, ss := range all {
+			if ss.rc.idleFor(now) >= s.cfg.IdleTimeout {
+				ss.cut(ReasonIdle)
+			}
+		}
+	}
 }
 
 // masterMoved resets the master leg so that not one more byte reaches the
@@ -356,6 +415,9 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 			var n int
 			n, rerr = ss.client.Read(buf[end:])
 			end += n
+			if n > 0 {
+				rc.stampIO()
+			}
 		}
 		var perr error
 		streamDone := false
@@ -777,6 +839,9 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 		}
 		n, err := up.Read(buf)
 		grow = n == len(buf)
+		if n > 0 {
+			rc.stampIO()
+		}
 		suspect := false
 		// midValue: the client has been sent part of a reply.
 		midValue := sc.InValue()

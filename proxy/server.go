@@ -55,7 +55,9 @@ type Config struct {
 	// connections are idle legitimately. EngineEpoll's loops watch it
 	// themselves, at a clock read per batch; EngineSplice then copies
 	// through a buffer in user space instead of splicing, because a
-	// splice cannot be watched.
+	// splice cannot be watched. ModeRESP counts idleness as Redis's own
+	// timeout does: a client awaiting a reply (BLPOP, commands held
+	// through a failover), subscribed or in MONITOR is never idle.
 	IdleTimeout time.Duration
 	// Engine moves ModeTCP bytes: EngineEpoll or EngineSplice; empty
 	// means DefaultEngine (EngineEpoll on Linux).
@@ -123,6 +125,14 @@ type Config struct {
 	OnDialError func(addr string, err error)
 }
 
+// sweepEvery is how often idle sessions are looked for, by an epoll loop
+// or by the resp-mode sweeper: a quarter of the timeout, within [10 ms,
+// 1 s], so a session is cut at most that long after its timeout, and
+// nothing wakes more than once every 10 ms for it.
+func sweepEvery(idle time.Duration) time.Duration {
+	return min(max(idle/4, 10*time.Millisecond), time.Second)
+}
+
 // Server proxies client connections to the current master.
 //
 // It never contacts Sentinel: it is told the master with SetMaster and
@@ -149,6 +159,10 @@ type Server struct {
 	stop     context.CancelFunc
 	// handshakeWarn paces the warning for failed client handshakes.
 	handshakeWarn rateLimit
+	// epoch is the origin of resp-mode sessions' lastIO stamps (monotonic).
+	epoch time.Time
+	// sweeping starts the resp-mode idle sweeper once, at the first Serve.
+	sweeping sync.Once
 
 	mu        sync.Mutex
 	master    string
@@ -204,6 +218,7 @@ func New(cfg Config) *Server {
 		log:       cfg.Logger,
 		obs:       cfg.Observer,
 		noMaster:  "not discovered yet",
+		epoch:     time.Now(),
 		changed:   make(chan struct{}),
 		sessions:  map[*session]struct{}{},
 		listeners: map[net.Listener]struct{}{},
@@ -317,6 +332,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		delete(s.listeners, ln)
 		s.mu.Unlock()
 	}()
+	if s.cfg.Mode == ModeRESP && s.cfg.IdleTimeout > 0 {
+		s.sweeping.Do(func() { go s.sweepIdleRESP() })
+	}
 
 	var backoff time.Duration
 	for {
