@@ -41,8 +41,12 @@ type session struct {
 	// ended is the direction whose copy returned first (1+direction), set
 	// before that side's close propagates to the other, so the close reason
 	// cannot depend on which goroutine reports back first.
-	ended  atomic.Int32
-	lastIO atomic.Int64 // unix nanos of the last byte moved; idle timeout only
+	ended atomic.Int32
+	// lastIO is when a byte last moved either way, as time since the
+	// Server's epoch (monotonic); kept only with Config.IdleTimeout, by the
+	// buffered copy and by resp mode. The epoll loop keeps its own, in the
+	// pair, which only the loop writes.
+	lastIO atomic.Int64
 
 	// Written by the copy goroutines before they signal done.
 	c2m, m2c int64
@@ -87,9 +91,7 @@ func (ss *session) cut(reason string) {
 // a client that keeps its socket open without reading must not pin a dead
 // session.
 func (ss *session) run() {
-	if ss.server.cfg.IdleTimeout > 0 {
-		ss.lastIO.Store(time.Now().UnixNano())
-	}
+	ss.stampIO()
 	done := make(chan direction, 2)
 	go copyClientToMaster(ss, done)
 	go copyMasterToClient(ss, done)
@@ -105,6 +107,19 @@ func (ss *session) run() {
 }
 
 func (ss *session) markEnded(d direction) { ss.ended.CompareAndSwap(0, int32(d)+1) }
+
+// stampIO records that bytes moved now; a no-op without an idle timeout.
+func (ss *session) stampIO() {
+	if ss.server.cfg.IdleTimeout > 0 {
+		ss.lastIO.Store(int64(time.Since(ss.server.epoch)))
+	}
+}
+
+// sinceIO is how long ago bytes last moved, at now (since the Server's
+// epoch).
+func (ss *session) sinceIO(now time.Duration) time.Duration {
+	return now - time.Duration(ss.lastIO.Load())
+}
 
 // setReason records why the session ended: the reason it was cut for, else
 // the side that ended first.
@@ -163,7 +178,7 @@ func (ss *session) copyIdle(dst, src net.Conn) int64 {
 		src.SetReadDeadline(time.Now().Add(idle))
 		n, err := src.Read(buf)
 		if n > 0 {
-			ss.lastIO.Store(time.Now().UnixNano())
+			ss.stampIO()
 			w, werr := dst.Write(buf[:n])
 			total += int64(w)
 			if werr != nil {
@@ -174,7 +189,7 @@ func (ss *session) copyIdle(dst, src net.Conn) int64 {
 			continue
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if time.Since(time.Unix(0, ss.lastIO.Load())) < idle {
+			if ss.sinceIO(time.Since(ss.server.epoch)) < idle {
 				continue
 			}
 			ss.cut(ReasonIdle)

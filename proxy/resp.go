@@ -7,7 +7,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -176,24 +175,13 @@ type respConn struct {
 	subs [3]map[string]struct{}
 
 	wmu sync.Mutex // serialises writes to the client
-
-	// lastIO is when bytes last came from either side, since the Server's
-	// epoch; kept only with Config.IdleTimeout.
-	lastIO atomic.Int64
 }
 
 func newRespConn(ss *session) *respConn {
 	rc := &respConn{ss: ss, srv: ss.server, up: ss.up, upAddr: ss.upAddr, q: make([]entry, 8)}
 	rc.resumed = sync.NewCond(&rc.mu)
-	rc.stampIO()
+	ss.stampIO()
 	return rc
-}
-
-// stampIO records that bytes came from the client or the master now.
-func (rc *respConn) stampIO() {
-	if rc.srv.cfg.IdleTimeout > 0 {
-		rc.lastIO.Store(int64(time.Since(rc.srv.epoch)))
-	}
 }
 
 // idleFor is how long the session has been idle at now (since the
@@ -213,7 +201,7 @@ func (rc *respConn) idleFor(now time.Duration) time.Duration {
 	if rc.closed || awaiting > 0 || rc.stream || rc.monitor || subscribed || rc.recovering {
 		return 0
 	}
-	return now - time.Duration(rc.lastIO.Load())
+	return rc.ss.sinceIO(now)
 }
 
 // sweepIdleRESP cuts, for ReasonIdle, the resp-mode sessions idle for
@@ -416,7 +404,7 @@ func respClientToMaster(rc *respConn, done chan<- direction) {
 			n, rerr = ss.client.Read(buf[end:])
 			end += n
 			if n > 0 {
-				rc.stampIO()
+				rc.ss.stampIO()
 			}
 		}
 		var perr error
@@ -840,7 +828,7 @@ func respMasterToClient(rc *respConn, done chan<- direction) {
 		n, err := up.Read(buf)
 		grow = n == len(buf)
 		if n > 0 {
-			rc.stampIO()
+			rc.ss.stampIO()
 		}
 		suspect := false
 		// midValue: the client has been sent part of a reply.

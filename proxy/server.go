@@ -159,7 +159,7 @@ type Server struct {
 	stop     context.CancelFunc
 	// handshakeWarn paces the warning for failed client handshakes.
 	handshakeWarn rateLimit
-	// epoch is the origin of resp-mode sessions' lastIO stamps (monotonic).
+	// epoch is the origin of sessions' lastIO stamps (monotonic).
 	epoch time.Time
 	// sweeping starts the resp-mode idle sweeper once, at the first Serve.
 	sweeping sync.Once
