@@ -178,8 +178,9 @@ type Server struct {
 	loops  []*eventLoop
 }
 
-// New returns a Server with no master: clients are held until SetMaster.
-func New(cfg Config) *Server {
+// withDefaults fills in the zero values and picks the engine that will
+// really run: EngineSplice where epoll is not supported or TLS is on.
+func (cfg Config) withDefaults() Config {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = defaultDialTimeout
 	}
@@ -213,6 +214,24 @@ func New(cfg Config) *Server {
 	if cfg.MaxBuffer <= 0 {
 		cfg.MaxBuffer = defaultMaxBuffer
 	}
+	return cfg
+}
+
+// Loops returns how many event loops a Server with this configuration
+// runs: Config.EventLoops (resolved) for ModeTCP on EngineEpoll, else 0.
+// Each may hold a P (see eventLoop.wait), which is what a caller sizing
+// GOMAXPROCS needs to know.
+func (cfg Config) Loops() int {
+	cfg = cfg.withDefaults()
+	if cfg.Mode != ModeTCP || cfg.Engine != EngineEpoll {
+		return 0
+	}
+	return cfg.EventLoops
+}
+
+// New returns a Server with no master: clients are held until SetMaster.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,

@@ -20,7 +20,8 @@ type RunCmd struct {
 	Web      WebFlags      `embed:"" prefix:"web."`
 	Notify   NotifyFlags   `embed:"" prefix:"notify."`
 
-	cfg appConfig
+	cfg   appConfig
+	procs procsPlan
 }
 
 // Validate builds the configuration, reading password files, so that every
@@ -33,12 +34,8 @@ func (c *RunCmd) Validate() error {
 	if c.Proxy.Engine == proxy.EngineEpoll && !proxy.EngineEpollSupported {
 		return fmt.Errorf("--proxy.engine=epoll: needs Linux; use --proxy.engine=splice here")
 	}
-	eventLoops := c.Proxy.EventLoops
-	switch {
-	case eventLoops < 0:
-		return fmt.Errorf("--proxy.event-loops=%d: must be 0 (one per CPU) or more", eventLoops)
-	case eventLoops == 0:
-		eventLoops = -1 // proxy.Config's "one per CPU"
+	if _, _, err := parseEventLoops(c.Proxy.EventLoops); err != nil {
+		return err
 	}
 	dcfg, clientFiles, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
@@ -85,7 +82,6 @@ func (c *RunCmd) Validate() error {
 		proxy: proxy.Config{
 			Mode:               c.Proxy.Mode,
 			Engine:             c.Proxy.Engine,
-			EventLoops:         eventLoops,
 			MaxClientBuffer:    c.Proxy.MaxClientBuffer,
 			MaxBuffer:          c.Proxy.MaxBuffer,
 			DialTimeout:        c.Proxy.DialTimeout,
@@ -112,6 +108,24 @@ func (c *RunCmd) Validate() error {
 			WebhookAttempts: c.Notify.WebhookRetries,
 		},
 	}
+	// Which routes run event loops depends on their mode and on TLS, so
+	// the plan comes once the proxy's configuration is whole.
+	epollRoutes := 0
+	for _, r := range routes {
+		pcfg := c.cfg.proxy
+		if r.mode != "" {
+			pcfg.Mode = r.mode
+		}
+		if pcfg.Loops() > 0 {
+			epollRoutes++
+		}
+	}
+	plan, err := planProcs(c.Proxy.EventLoops, epollRoutes, startProcs, envPinsProcs(), cpuQuota())
+	if err != nil {
+		return err
+	}
+	c.cfg.proxy.EventLoops = plan.loops
+	c.procs = plan
 	return nil
 }
 
@@ -131,6 +145,9 @@ func scriptEnv(env []string) []string {
 // Run serves until SIGINT or SIGTERM.
 func (c *RunCmd) Run(g *globals) error {
 	c.cfg.logger = g.logger
+	// Only here, not in Validate: GOMAXPROCS is the process's, and tests
+	// build apps from a validated RunCmd in their own process.
+	c.procs.apply(g.logger)
 	for _, f := range c.cfg.followedFiles {
 		f.setLogger(g.logger)
 	}
