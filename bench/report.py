@@ -363,8 +363,8 @@ that writes to `$TMPDIR/sentproxy-bench-quick.md`, not here.
 Targets: **direct** = redis-server itself; **tcp** = sentproxy with
 `--proxy.mode=tcp` and `--proxy.engine=splice` (io.Copy, which splices
 bytes; the default off Linux); **epoll** = a second sentproxy process in tcp
-mode with `--proxy.engine=epoll` (the default on Linux; one event loop, the
-default `--proxy.event-loops=1`; read and write); **resp** = a third sentproxy process with
+mode with `--proxy.engine=epoll` (the default on Linux; the default
+`--proxy.event-loops=auto`, which here ran {env('BENCH_EPOLL_LOOPS')}; read and write); **resp** = a third sentproxy process with
 `--proxy.mode=resp` (frames commands and replies, forwards the raw bytes), on
 its own ports and following the same Sentinel; **haproxy** = HAProxy `mode tcp`,
 one thread, pointed straight at the master.

@@ -182,6 +182,13 @@ poll "sentproxy (epoll) /readyz on :$EWPORT" 30 "$EPID" "$OUT/sentproxy-epoll.lo
 poll "sentproxy (resp) /readyz on :$RWPORT" 30 "$RPID" "$OUT/sentproxy-resp.log" curl -fs -o /dev/null "http://127.0.0.1:$RWPORT/readyz"
 alive "$TPID" "sentproxy (tcp)" "$OUT/sentproxy-tcp.log"
 alive "$RPID" "sentproxy (resp)" "$OUT/sentproxy-resp.log"
+# The epoll process's event loops and GOMAXPROCS, which its defaults take
+# from the machine (README: Event loops and GOMAXPROCS), for the report.
+BENCH_EPOLL_LOOPS="$(curl -fs "http://127.0.0.1:$EWPORT/status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("%d event loop(s), GOMAXPROCS %d" % (s["routes"][0].get("event_loops", 0), s["gomaxprocs"]))')"
+export BENCH_EPOLL_LOOPS
 
 # --- HAProxy ------------------------------------------------------------------------
 cat >"$OUT/haproxy.cfg" <<EOF

@@ -275,6 +275,10 @@ func (s *Server) Engine() string {
 	return s.cfg.Engine
 }
 
+// EventLoops is how many event loops serve the route: 0 unless the epoll
+// engine moves its bytes.
+func (s *Server) EventLoops() int { return len(s.loops) }
+
 // Buffered is the bytes of commands awaiting replies that resp-mode
 // clients hold in memory now.
 func (s *Server) Buffered() int64 { return s.buffered.Load() }

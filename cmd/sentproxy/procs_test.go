@@ -208,6 +208,14 @@ func TestRunSetsGOMAXPROCS(t *testing.T) {
 			if got := web.metric("go_sched_gomaxprocs_threads"); got != float64(want.procs) {
 				t.Errorf("GOMAXPROCS %v; want %d (%s)", got, want.procs, want.why)
 			}
+			st := getStatus(t, web)
+			wantLoops := want.loops
+			if tc.routes == 0 {
+				wantLoops = 0
+			}
+			if st.GOMAXPROCS != want.procs || st.Routes[0].EventLoops != wantLoops {
+				t.Errorf("/status: GOMAXPROCS %d, routes %+v; want %d and one route with %d event loops", st.GOMAXPROCS, st.Routes, want.procs, wantLoops)
+			}
 			// It serves: a PING through it reaches the master.
 			if reply, err := rawCommand(p.record["listen"].(string), 5*time.Second, "PING"); err != nil || reply != "+PONG" {
 				t.Errorf("PING through sentproxy: %q, %v", reply, err)

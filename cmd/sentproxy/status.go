@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -25,14 +26,21 @@ const maxSwitches = 20
 // statusResponse is the JSON of /status, shared by the endpoint and the
 // `status` command.
 type statusResponse struct {
-	Now    time.Time     `json:"now"` // the server's clock, so that readers can say "3m ago"
-	Routes []routeStatus `json:"routes"`
-	Notify *notifyStatus `json:"notify,omitempty"` // absent when no notification is configured
+	Now time.Time `json:"now"` // the server's clock, so that readers can say "3m ago"
+	// GOMAXPROCS is the process's, which --proxy.event-loops may have
+	// raised by one (README: Event loops and GOMAXPROCS).
+	GOMAXPROCS int           `json:"gomaxprocs"`
+	Routes     []routeStatus `json:"routes"`
+	Notify     *notifyStatus `json:"notify,omitempty"` // absent when no notification is configured
 }
 
 type routeStatus struct {
 	Name          string `json:"name"`
 	ListenAddress string `json:"listen_address"`
+	Mode          string `json:"mode"`             // tcp or resp
+	Engine        string `json:"engine,omitempty"` // tcp mode's: epoll or splice
+	// EventLoops is how many epoll loops serve the route (epoll engine).
+	EventLoops int `json:"event_loops,omitempty"`
 	// Master is what clients are routed to now, "" when none.
 	Master string `json:"master"`
 	// Since is when the verified master last changed (to none, too).
@@ -108,12 +116,15 @@ func (h *switchHistory) newestFirst() []switchRecord {
 // status serves /status: what each route routes to and why, each
 // Sentinel's view, open connections and recent switches, as JSON.
 func (a *app) status(w http.ResponseWriter, _ *http.Request) {
-	resp := statusResponse{Now: time.Now()}
+	resp := statusResponse{Now: time.Now(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	for _, r := range a.routes {
 		st := r.watcher.Status()
 		resp.Routes = append(resp.Routes, routeStatus{
 			Name:              r.name,
 			ListenAddress:     r.ln.Addr().String(),
+			Mode:              r.server.Mode(),
+			Engine:            r.server.Engine(),
+			EventLoops:        r.server.EventLoops(),
 			Master:            r.server.Master(),
 			Since:             st.Since,
 			ConfigEpoch:       st.Epoch,
@@ -217,6 +228,14 @@ func printStatus(w io.Writer, st statusResponse) {
 		}
 		fmt.Fprintf(w, "  why          %s\n", r.Reason)
 		fmt.Fprintf(w, "  connections  %d open\n", r.ActiveConnections)
+		switch {
+		case r.EventLoops > 0:
+			fmt.Fprintf(w, "  mode         %s, %s engine, %d event loop(s), GOMAXPROCS %d\n", r.Mode, r.Engine, r.EventLoops, st.GOMAXPROCS)
+		case r.Engine != "":
+			fmt.Fprintf(w, "  mode         %s, %s engine\n", r.Mode, r.Engine)
+		case r.Mode != "":
+			fmt.Fprintf(w, "  mode         %s\n", r.Mode)
+		}
 
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintf(tw, "  SENTINEL\tMASTER\tCONFIG-EPOCH\tFLAGS\n")

@@ -78,6 +78,8 @@ func TestStatusEndpointAndCommand(t *testing.T) {
 		t.Fatalf("since %v, checked %v, reason %q; want both set and a verified reason", r.Since, r.CheckedAt, r.Reason)
 	case r.ActiveConnections != 1:
 		t.Fatalf("active_connections = %d; want 1", r.ActiveConnections)
+	case r.Mode != "tcp" || r.Engine != h.app.routes[0].server.Engine() || (r.Engine == "epoll") != (r.EventLoops > 0):
+		t.Fatalf("mode %q, engine %q, %d event loops; want tcp, the server's engine, loops with epoll only", r.Mode, r.Engine, r.EventLoops)
 	case len(r.RecentSwitches) != 1 || r.RecentSwitches[0].Kind != "first" || r.RecentSwitches[0].NewAddress != old:
 		t.Fatalf("recent_switches = %+v; want the first master %s", r.RecentSwitches, old)
 	}
