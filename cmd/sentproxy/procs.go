@@ -82,12 +82,12 @@ func planProcs(flag string, epollRoutes, base int, pinned bool, limit cpuLimit) 
 		}
 		return true, ""
 	}
+	var fellBack string // why auto runs one loop where it would run two
 	switch {
 	case auto && epollRoutes == 1 && base < 3:
-		if ok, _ := canRaise(3); ok {
-			n = 2
-		} else {
-			n = 1
+		n = 2
+		if ok, why := canRaise(3); !ok {
+			n, fellBack = 1, why
 		}
 	case auto && epollRoutes == 1:
 		n = 2
@@ -101,10 +101,14 @@ func planProcs(flag string, epollRoutes, base int, pinned bool, limit cpuLimit) 
 	switch ok, why := canRaise(want); {
 	case epollRoutes == 0:
 		p.why = "no route runs event loops"
+	case fellBack != "":
+		p.why = "one loop, not two: " + fellBack
 	case want == base:
 		p.why = "every loop can hold at Go's GOMAXPROCS"
+	case !ok && base < 2:
+		p.why = why + ", so no loop may hold: they park on Go's netpoller"
 	case !ok:
-		p.why = why + ", so only " + strconv.Itoa(base-1) + " loop(s) may hold at once"
+		p.why = fmt.Sprintf("%s, so only %d of %d loops may hold at once", why, base-1, n*epollRoutes)
 	default:
 		p.procs = want
 		p.why = "one P more than Go's, so that every loop can hold"
