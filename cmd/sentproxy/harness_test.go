@@ -48,12 +48,18 @@ type routeEvent struct {
 func startHarness(t *testing.T, topo *redisproc.Topology, mutate func(*appConfig)) *harness {
 	t.Helper()
 	h := &harness{t: t, topo: topo, logBuf: &testutil.Buffer{}}
+	// As many event loops as `sentproxy run` would run here by default
+	// (two where both can hold), so that failovers are tried on them.
+	plan, err := planProcs(eventLoopsAuto, 1, startProcs, envPinsProcs(), cpuQuota())
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := appConfig{
 		routes:    []route{{name: topo.MasterName, listen: "127.0.0.1:0"}},
 		discovery: discovery.Config{Sentinels: topo.SentinelAddrs(), Timeout: 500 * time.Millisecond},
 		// SENTPROXY_PROXY_ENGINE, as sentproxy itself reads it, picks the
 		// tcp-mode engine (scripts/test.sh runs these tests on both).
-		proxy:         proxy.Config{HoldTimeout: 20 * time.Second, Engine: os.Getenv("SENTPROXY_PROXY_ENGINE")},
+		proxy:         proxy.Config{HoldTimeout: 20 * time.Second, Engine: os.Getenv("SENTPROXY_PROXY_ENGINE"), EventLoops: plan.loops},
 		webAddr:       "127.0.0.1:0",
 		telemetryPath: "/metrics",
 		drainTimeout:  2 * time.Second,
