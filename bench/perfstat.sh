@@ -20,7 +20,8 @@
 #
 # Usage: bash bench/perfstat.sh
 # Env:   ROUNDS (default 3), CLIENTS (default "50 1000"), REQUESTS (default
-#        200000), TARGETS (default "splice epoll resp haproxy").
+#        200000), PIPELINE (redis-benchmark -P, default 1), TARGETS (default
+#        "splice epoll resp haproxy").
 #        Target "b" is a second epoll-engine sentproxy for A/B runs, set by
 #        B_BIN (another build; default this tree's), B_FLAGS (more flags,
 #        e.g. "--proxy.event-loops=2") and B_ENV (more environment, e.g.
@@ -39,6 +40,8 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-50 1000}
 REQUESTS=${REQUESTS:-200000}
 TARGETS=${TARGETS:-splice epoll resp haproxy}
+PIPELINE=${PIPELINE:-1}
+case $PIPELINE in ''|*[!0-9]*|0) echo "perfstat: PIPELINE=$PIPELINE: want a positive number" >&2; exit 2 ;; esac
 for b in perf redis-server redis-sentinel redis-cli redis-benchmark haproxy go python3; do
   command -v "$b" >/dev/null 2>&1 || { echo "perfstat: $b not found (apt-get install -y linux-perf redis-server redis-sentinel redis-tools haproxy)" >&2; exit 1; }
 done
@@ -94,7 +97,7 @@ measure() {
   child=$(pgrep -P "$perf_pid" | head -n 1) || die "no $target process under perf"
   local rps idle0 idle1
   idle0=$(idle_ticks)
-  rps=$(redis-benchmark -p "$LPORT" -c "$clients" -n "$REQUESTS" -t get --csv | awk -F'"' '/^"GET"/ {print $4}')
+  rps=$(redis-benchmark -p "$LPORT" -c "$clients" -n "$REQUESTS" -P "$PIPELINE" -t get --csv | awk -F'"' '/^"GET"/ {print $4}')
   idle1=$(idle_ticks)
   kill -INT "$child"
   deadline=$((SECONDS + 15))
@@ -127,7 +130,7 @@ done
 
 bset=""
 [[ " $TARGETS " == *" b "* ]] && bset=", b: B_BIN=${B_BIN:-this tree} B_FLAGS=\"${B_FLAGS:-}\" B_ENV=\"${B_ENV:-}\""
-echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS, TARGETS=\"$TARGETS\"$bset); redis-benchmark -t get, pipeline 1; medians over rounds, per request"
+echo "\`bash bench/perfstat.sh\` (ROUNDS=$ROUNDS, CLIENTS=\"$CLIENTS\", REQUESTS=$REQUESTS, TARGETS=\"$TARGETS\"$bset); redis-benchmark -t get, pipeline $PIPELINE; medians over rounds, per request"
 echo
 echo "| clients | target | CPU µs | system calls | epoll waits | context switches | requests/s | machine idle µs |"
 echo "|---:|---|---:|---:|---:|---:|---:|---:|"

@@ -27,7 +27,7 @@ const eventLoopsAuto = "auto"
 // the netpoller, which costs a goroutine wake-up per batch. On 2 CPUs that
 // is one loop. Two loops that both hold (GOMAXPROCS=3) drew level with
 // HAProxy without pipelining and stayed ahead with it, where one loop was
-// 3–5 % behind without (README, Throughput against HAProxy). A holding
+// 3–5 % behind without (README, Event loops and GOMAXPROCS). A holding
 // loop blocked in epoll_wait uses no CPU, so the extra P adds threads that
 // may run, not work.
 type procsPlan struct {
