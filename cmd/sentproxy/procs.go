@@ -69,6 +69,9 @@ func planProcs(flag string, epollRoutes, base int, pinned bool, limit cpuLimit) 
 	if err != nil {
 		return procsPlan{}, err
 	}
+	if epollRoutes == 0 {
+		return procsPlan{loops: 0, procs: base, why: "no route runs event loops"}, nil
+	}
 	canRaise := func(to int) (bool, string) {
 		switch {
 		case pinned:
@@ -99,8 +102,6 @@ func planProcs(flag string, epollRoutes, base int, pinned bool, limit cpuLimit) 
 	p := procsPlan{loops: n, procs: base}
 	want := min(max(base, n*epollRoutes+1), base+1)
 	switch ok, why := canRaise(want); {
-	case epollRoutes == 0:
-		p.why = "no route runs event loops"
 	case fellBack != "":
 		p.why = "one loop, not two: " + fellBack
 	case want == base:

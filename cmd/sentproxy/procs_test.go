@@ -41,7 +41,8 @@ func TestPlanProcs(t *testing.T) {
 		{"auto, the cgroup unreadable: one loop", "auto", 1, 2, false, cpuLimit{}, 1, 2, "one loop, not two: the cgroup CPU limit could not be read"},
 		{"auto, two routes: one loop each, one P more", "auto", 2, 2, false, none, 1, 3, "one P more"},
 		{"auto, three routes: one P more at most", "auto", 3, 2, false, none, 1, 3, "one P more"},
-		{"auto, no epoll route: nothing changes", "auto", 0, 2, false, none, 1, 2, "no route"},
+		{"auto, no epoll route: no loops, nothing changes", "auto", 0, 2, false, none, 0, 2, "no route"},
+		{"two loops asked for, no epoll route", "2", 0, 2, false, none, 0, 2, "no route"},
 		{"one loop: nothing changes", "1", 1, 2, false, none, 1, 2, "can hold"},
 		{"two loops asked for on 2 CPUs", "2", 1, 2, false, none, 2, 3, "one P more"},
 		{"two loops asked for, GOMAXPROCS set", "2", 1, 2, true, none, 2, 2, "set in the environment, so only 1 of 2 loops"},
@@ -209,12 +210,8 @@ func TestRunSetsGOMAXPROCS(t *testing.T) {
 				t.Errorf("GOMAXPROCS %v; want %d (%s)", got, want.procs, want.why)
 			}
 			st := getStatus(t, web)
-			wantLoops := want.loops
-			if tc.routes == 0 {
-				wantLoops = 0
-			}
-			if st.GOMAXPROCS != want.procs || st.Routes[0].EventLoops != wantLoops {
-				t.Errorf("/status: GOMAXPROCS %d, routes %+v; want %d and one route with %d event loops", st.GOMAXPROCS, st.Routes, want.procs, wantLoops)
+			if st.GOMAXPROCS != want.procs || st.Routes[0].EventLoops != want.loops {
+				t.Errorf("/status: GOMAXPROCS %d, routes %+v; want %d and one route with %d event loops", st.GOMAXPROCS, st.Routes, want.procs, want.loops)
 			}
 			// It serves: a PING through it reaches the master.
 			if reply, err := rawCommand(p.record["listen"].(string), 5*time.Second, "PING"); err != nil || reply != "+PONG" {

@@ -34,9 +34,6 @@ func (c *RunCmd) Validate() error {
 	if c.Proxy.Engine == proxy.EngineEpoll && !proxy.EngineEpollSupported {
 		return fmt.Errorf("--proxy.engine=epoll: needs Linux; use --proxy.engine=splice here")
 	}
-	if _, _, err := parseEventLoops(c.Proxy.EventLoops); err != nil {
-		return err
-	}
 	dcfg, clientFiles, err := discoveryConfig(c.Sentinel, c.Master, c.TLS)
 	if err != nil {
 		return err
