@@ -88,7 +88,7 @@ func TestStatusEndpointAndCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status exit %d: %s", code, errOut)
 	}
-	wants := []string{"mymaster on " + h.addr, "master       " + old + " since ", "1 open", "first"}
+	wants := []string{"mymaster on " + h.addr, "master       " + old + " since ", "1 open", "first", "mode         tcp, " + r.Engine + " engine"}
 	for _, s := range topo.SentinelAddrs() {
 		wants = append(wants, s+"  "+old)
 	}
