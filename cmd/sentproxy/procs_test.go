@@ -147,16 +147,6 @@ func TestQuotaFrom(t *testing.T) {
 	}
 }
 
-// TestMain lets a test run this binary as sentproxy itself: GOMAXPROCS is
-// the process's, so what `sentproxy run` does to it is seen only in a
-// process of its own.
-func TestMain(m *testing.M) {
-	if os.Getenv("SENTPROXY_TEST_AS_MAIN") == "1" {
-		main()
-	}
-	os.Exit(m.Run())
-}
-
 // `sentproxy run` with the defaults, in a process of its own in front of a
 // real master and Sentinel, runs with the GOMAXPROCS and the event loops
 // that planProcs gives for this machine (on 2 CPUs without a CPU limit:
