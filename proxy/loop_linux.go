@@ -81,11 +81,11 @@ type eventLoop struct {
 	wake    int // eventfd, to make the loop look at live again
 	// With Config.IdleTimeout: timer is a periodic timerfd in ep that
 	// makes the loop look for idle sessions, also while it is parked;
-	// now is the time of the current batch, since epoch, which stamps
-	// each pair's lastIO. timer is -1 without an idle timeout.
+	// now is the time of the current batch, since the Server's epoch,
+	// which stamps each pair's lastIO. timer is -1 without an idle
+	// timeout.
 	idle  time.Duration
 	timer int
-	epoch time.Time
 	now   time.Duration
 	buf   []byte
 	used  int               // bytes of buf holding this batch's reads
@@ -135,8 +135,9 @@ type loopPair struct {
 	el     *eventLoop // set by attach
 	mu     sync.Mutex
 	closed bool
-	// lastIO is when bytes last moved either way, since el.epoch: set by
-	// attach before the loop can see the pair, then by the loop alone.
+	// lastIO is when bytes last moved either way, since the Server's
+	// epoch: set by attach before the loop can see the pair, then by the
+	// loop alone.
 	lastIO time.Duration
 	client loopEnd
 	up     loopEnd
@@ -290,7 +291,7 @@ func (s *Server) attach(p *loopPair) error {
 		go el.run()
 	}
 	p.el = el
-	p.lastIO = time.Since(el.epoch)
+	p.lastIO = time.Since(s.epoch)
 	el.mu.Lock()
 	for _, e := range []*loopEnd{&p.client, &p.up} {
 		el.nextID++
@@ -379,8 +380,8 @@ func newEventLoop(s *Server, slot int) (*eventLoop, error) {
 		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
 	}
 	el := &eventLoop{s: s, slot: slot, ep: ep, park: park, parkfd: pk, rc: rc, wake: wake, timer: -1,
-		idle: s.cfg.IdleTimeout, epoch: time.Now(),
-		buf: make([]byte, loopBufSize), evs: make([]unix.EpollEvent, 128), ends: map[uint64]*loopEnd{}}
+		idle: s.cfg.IdleTimeout,
+		buf:  make([]byte, loopBufSize), evs: make([]unix.EpollEvent, 128), ends: map[uint64]*loopEnd{}}
 	if el.idle > 0 {
 		if err := el.startTimer(); err != nil {
 			unix.Close(wake)
@@ -422,7 +423,7 @@ func (el *eventLoop) startTimer() error {
 // timeout. Bytes waiting for a peer that does not read are not movement:
 // a client that stopped reading is idle, as with the buffered copy.
 func (el *eventLoop) sweep() {
-	now := time.Since(el.epoch)
+	now := time.Since(el.s.epoch)
 	var idle []*loopPair
 	el.mu.Lock()
 	for _, e := range el.ends {
@@ -466,7 +467,7 @@ func (el *eventLoop) run() {
 		}
 		sweep := false
 		if el.idle > 0 {
-			el.now = time.Since(el.epoch)
+			el.now = time.Since(el.s.epoch)
 		}
 		for i := range evs[:n] {
 			id := eventID(&evs[i])

@@ -221,8 +221,10 @@ func (cfg Config) withDefaults() Config {
 // runs: Config.EventLoops (resolved) for ModeTCP on EngineEpoll, else 0.
 // Each may hold a P (see eventLoop.wait), which is what a caller sizing
 // GOMAXPROCS needs to know.
-func (cfg Config) Loops() int {
-	cfg = cfg.withDefaults()
+func (cfg Config) Loops() int { return cfg.withDefaults().loops() }
+
+// loops is Loops on a configuration withDefaults has filled in.
+func (cfg Config) loops() int {
 	if cfg.Mode != ModeTCP || cfg.Engine != EngineEpoll {
 		return 0
 	}
@@ -243,8 +245,8 @@ func New(cfg Config) *Server {
 		listeners: map[net.Listener]struct{}{},
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
-	if cfg.Mode == ModeTCP && cfg.Engine == EngineEpoll {
-		s.loops = make([]*eventLoop, cfg.EventLoops)
+	if n := cfg.loops(); n > 0 {
+		s.loops = make([]*eventLoop, n)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

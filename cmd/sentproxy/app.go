@@ -56,6 +56,16 @@ type appConfig struct {
 // followedFile is a file sentproxy reads again while it runs.
 type followedFile interface{ setLogger(*slog.Logger) }
 
+// proxyConfig is the proxy configuration of the route: base, the shared
+// one, with the route's name and mode.
+func (r route) proxyConfig(base proxy.Config) proxy.Config {
+	base.Name = r.name
+	if r.mode != "" {
+		base.Mode = r.mode
+	}
+	return base
+}
+
 // routeRunner is one master name: its watcher, its server and its listener.
 type routeRunner struct {
 	name    string
@@ -108,11 +118,7 @@ func newApp(cfg appConfig) (*app, error) {
 			return nil, err
 		}
 		rr := &routeRunner{name: r.name, watcher: w}
-		pcfg := cfg.proxy
-		pcfg.Name = r.name
-		if r.mode != "" {
-			pcfg.Mode = r.mode
-		}
+		pcfg := r.proxyConfig(cfg.proxy)
 		pcfg.Logger = cfg.logger.With("component", "proxy")
 		pcfg.Observer = a.metrics
 		pcfg.NoMasterReason = func() string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -87,13 +88,11 @@ func planProcs(flag string, epollRoutes, base int, pinned bool, limit cpuLimit) 
 	}
 	var fellBack string // why auto runs one loop where it would run two
 	switch {
-	case auto && epollRoutes == 1 && base < 3:
-		n = 2
-		if ok, why := canRaise(3); !ok {
-			n, fellBack = 1, why
-		}
 	case auto && epollRoutes == 1:
 		n = 2
+		if ok, why := canRaise(3); base < 3 && !ok {
+			n, fellBack = 1, why
+		}
 	case auto:
 		n = 1
 	case n == 0:
@@ -151,8 +150,8 @@ func cpuQuota() cpuLimit {
 // quotaFrom is cpuQuota on the contents of /proc/self/cgroup and
 // /proc/self/mountinfo, reading the limit files with read.
 func quotaFrom(cgroup, mountinfo string, read func(string) ([]byte, error)) cpuLimit {
+	// A cgroup path is never empty ("/" at least): empty means not found.
 	var v1Path, v2Path string
-	var v1, v2 bool
 	for _, line := range strings.Split(cgroup, "\n") {
 		id, rest, ok1 := strings.Cut(line, ":")
 		ctrls, path, ok2 := strings.Cut(rest, ":")
@@ -161,9 +160,9 @@ func quotaFrom(cgroup, mountinfo string, read func(string) ([]byte, error)) cpuL
 		}
 		switch {
 		case id == "0" && ctrls == "":
-			v2Path, v2 = path, true
-		case hasItem(ctrls, "cpu"):
-			v1Path, v1 = path, true
+			v2Path = path
+		case slices.Contains(strings.Split(ctrls, ","), "cpu"):
+			v1Path = path
 		}
 	}
 	var v1Root, v1Mount, v2Root, v2Mount string
@@ -174,7 +173,7 @@ func quotaFrom(cgroup, mountinfo string, read func(string) ([]byte, error)) cpuL
 			continue
 		}
 		switch {
-		case g[0] == "cgroup" && hasItem(g[2], "cpu") && v1Mount == "":
+		case g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), "cpu") && v1Mount == "":
 			v1Root, v1Mount = f[3], f[4]
 		case g[0] == "cgroup2" && v2Mount == "":
 			v2Root, v2Mount = f[3], f[4]
@@ -182,7 +181,7 @@ func quotaFrom(cgroup, mountinfo string, read func(string) ([]byte, error)) cpuL
 	}
 	// The cpu controller is in one hierarchy only: v1's when mounted.
 	switch {
-	case v1 && v1Mount != "":
+	case v1Path != "" && v1Mount != "":
 		return walkUp(v1Root, v1Mount, v1Path, func(dir string) (float64, bool) {
 			q, err1 := read(dir + "/cpu.cfs_quota_us")
 			p, err2 := read(dir + "/cpu.cfs_period_us")
@@ -191,7 +190,7 @@ func quotaFrom(cgroup, mountinfo string, read func(string) ([]byte, error)) cpuL
 			}
 			return ratio(strings.TrimSpace(string(q)), strings.TrimSpace(string(p)))
 		})
-	case v2 && v2Mount != "":
+	case v2Path != "" && v2Mount != "":
 		return walkUp(v2Root, v2Mount, v2Path, func(dir string) (float64, bool) {
 			b, err := read(dir + "/cpu.max")
 			if errors.Is(err, fs.ErrNotExist) {
@@ -254,13 +253,4 @@ func ratio(quota, period string) (float64, bool) {
 		return 0, true
 	}
 	return float64(q) / float64(p), true
-}
-
-func hasItem(list, item string) bool {
-	for _, s := range strings.Split(list, ",") {
-		if s == item {
-			return true
-		}
-	}
-	return false
 }

@@ -162,11 +162,15 @@ func TestRunSetsGOMAXPROCS(t *testing.T) {
 		env    string // GOMAXPROCS, "" for none
 		flag   string
 		routes int
+		// onTwoCPUs is the event loops and GOMAXPROCS to see where Go
+		// gives 2 Ps and no CPU limit binds (this CI's machines), said
+		// here and not taken from planProcs.
+		onTwoCPUs [2]int
 	}{
-		{"defaults", "", "auto", 1},
-		{"GOMAXPROCS=2 set", "2", "auto", 1},
-		{"two loops asked for", "", "2", 1},
-		{"resp mode: no loops", "", "auto", 0},
+		{"defaults", "", "auto", 1, [2]int{2, 3}},
+		{"GOMAXPROCS=2 set", "2", "auto", 1, [2]int{1, 2}},
+		{"two loops asked for", "", "2", 1, [2]int{2, 3}},
+		{"resp mode: no loops", "", "auto", 0, [2]int{0, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mode := "tcp"
@@ -188,9 +192,15 @@ func TestRunSetsGOMAXPROCS(t *testing.T) {
 			if got := p.record["go_default"]; got != float64(base) {
 				t.Errorf("logged Go's GOMAXPROCS as %v; want %d", got, base)
 			}
-			want, err := planProcs(tc.flag, tc.routes, base, pinned, cpuQuota())
+			limit := cpuQuota()
+			want, err := planProcs(tc.flag, tc.routes, base, pinned, limit)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if base == 2 && limit.known && (limit.cpus == 0 || limit.cpus >= 3) {
+				if got := [2]int{want.loops, want.procs}; got != tc.onTwoCPUs {
+					t.Errorf("on 2 CPUs without a CPU limit: %d event loops and GOMAXPROCS %d planned; want %v", want.loops, want.procs, tc.onTwoCPUs)
+				}
 			}
 			if got := p.record["per_route"]; got != float64(want.loops) {
 				t.Errorf("logged %v event loops per route; want %d (%s)", got, want.loops, want.why)

@@ -109,11 +109,7 @@ func (c *RunCmd) Validate() error {
 	// the plan comes once the proxy's configuration is whole.
 	epollRoutes := 0
 	for _, r := range routes {
-		pcfg := c.cfg.proxy
-		if r.mode != "" {
-			pcfg.Mode = r.mode
-		}
-		if pcfg.Loops() > 0 {
+		if r.proxyConfig(c.cfg.proxy).Loops() > 0 {
 			epollRoutes++
 		}
 	}
